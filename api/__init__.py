@@ -1,0 +1,1 @@
+"""Kowalski api component."""

@@ -1,0 +1,1 @@
+"""Kowalski dashboards component."""

@@ -89,6 +89,10 @@ def aux_collection(config: Config, survey: str) -> str:
     return f"{survey_config(config, survey)['prefix']}_alerts_aux"
 
 
+def classifications_collection(config: Config, survey: str) -> str:
+    return f"{survey_config(config, survey)['prefix']}_alerts_classifications"
+
+
 def system_collections(config: Config) -> set[str]:
     return set(config["collections"].values())
 

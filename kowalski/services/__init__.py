@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from kowalski.config import Config
+from kowalski.services.api import ApiService
 from kowalski.services.base import Service, ServiceError, Status
 from kowalski.services.database import DatabaseService
 from kowalski.services.kafka import KafkaService
 
 # Start order; stop runs in reverse. Later components (broker, api, hub) append here.
-SERVICE_CLASSES: list[type[Service]] = [DatabaseService, KafkaService]
+SERVICE_CLASSES: list[type[Service]] = [DatabaseService, KafkaService, ApiService]
 
 
 def all_services(config: Config) -> list[Service]:

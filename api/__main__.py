@@ -1,0 +1,5 @@
+import sys
+
+from api.app import main
+
+sys.exit(main())

@@ -1,0 +1,424 @@
+"""``POST /api/queries``: Kowalski's query types, with data rights and time limits.
+
+Request: ``{"query_type": str, "query": {...}, "kwargs": {...}}``; success:
+``{"status": "success", "message": "Successfully executed query", "data": ...}``.
+Unknown kwargs are ignored as Kowalski does (penquins sends ``save``, ``filter_first``...); known
+ones are type-checked. ``limit``, ``skip``, ``sort``, ``projection`` and ``hint`` are honoured by
+``find``, ``find_one``, ``count_documents`` (limit/skip/hint), ``cone_search`` and ``near``.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import contextlib
+import math
+import time
+from typing import Any
+
+from bson import SON
+
+from api.base import APIError, BaseHandler, authenticated, loads
+from api.coords import ANGULAR_UNITS, angle_to_rad, parse_radec, to_geojson
+from api.rights import Rights, check_forbidden, is_system_collection
+
+QUERY_TYPES = ("cone_search", "count_documents", "estimated_document_count", "find", "find_one",
+               "aggregate", "info", "near", "drop")
+INFO_COMMANDS = ("catalog_names", "catalog_info", "index_info", "db_info")
+MAX_TIME_MS_LIMIT = 24 * 3600 * 1000
+GEO_FIELD = "coordinates.radec_geojson"
+PARALLEL_QUERIES = 8  # per request, for cone searches over many objects/catalogs
+
+
+def _literal(value: Any, what: str) -> Any:
+    """Kowalski accepted filters/projections/pipelines as strings too (JSON or Python literals)."""
+    text = value.strip()
+    try:
+        return loads(text)
+    except Exception:  # noqa: BLE001 - then try a Python literal, as Kowalski did
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        raise APIError(400, f"cannot parse {what}: expected an object (or its JSON text)") from None
+
+
+def parse_object(value: Any, what: str, default: Any = None) -> Any:
+    if value is None:
+        return default
+    if isinstance(value, str):
+        value = _literal(value, what)
+        check_forbidden(value, what)
+    if not isinstance(value, dict):
+        raise APIError(400, f"{what} must be an object, not {type(value).__name__}")
+    return value
+
+
+def _int(kwargs: dict, key: str, minimum: int = 0) -> int | None:
+    v = kwargs.get(key)
+    if v is None:
+        return None
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    if not isinstance(v, int) or isinstance(v, bool) or v < minimum or v > 2**62:
+        raise APIError(400, f"kwargs.{key} must be an integer >= {minimum}")
+    return v
+
+
+def _sort(kwargs: dict) -> list | None:
+    s = kwargs.get("sort")
+    if s is None:
+        return None
+    if isinstance(s, dict):
+        s = list(s.items())
+    elif isinstance(s, str):
+        s = [(s, 1)]
+    if not isinstance(s, list):
+        raise APIError(400, 'kwargs.sort must be a list of [field, 1|-1] pairs or an object {field: 1|-1}')
+    out = []
+    for item in s:
+        if isinstance(item, str):
+            item = (item, 1)
+        if (not isinstance(item, (list, tuple)) or len(item) != 2 or not isinstance(item[0], str)
+                or not (item[1] in (1, -1) and not isinstance(item[1], bool)
+                        or isinstance(item[1], dict) and set(item[1]) == {"$meta"})):
+            raise APIError(400, f"kwargs.sort: bad item {item!r}; expected [field, 1|-1]")
+        out.append((item[0], item[1]))
+    return out or None
+
+
+def _hint(kwargs: dict):
+    h = kwargs.get("hint")
+    if h is None:
+        return None
+    if isinstance(h, str):
+        return h
+    if isinstance(h, dict):
+        h = list(h.items())
+    if isinstance(h, list) and all(isinstance(i, (list, tuple)) and len(i) == 2 and isinstance(i[0], str) for i in h):
+        return [(a, b) for a, b in h]
+    raise APIError(400, "kwargs.hint must be an index name or a list of [field, direction] pairs")
+
+
+def max_time_ms(config, kwargs: dict) -> int:
+    v = kwargs.get("max_time_ms", config["api"].get("max_time_ms", 300000))
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    if isinstance(v, str) and v.strip().isdigit():
+        v = int(v)
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise APIError(400, "max_time_ms must be int >= 1")
+    return min(v, MAX_TIME_MS_LIMIT)
+
+
+class Query:
+    """One request's query, executed with the user's rights."""
+
+    def __init__(self, handler: "QueriesHandler", rights: Rights, query: dict, kwargs: dict, mtm: int):
+        self.h = handler
+        self.db = handler.db
+        self.rights = rights
+        self.query = query
+        self.kwargs = kwargs
+        self.mtm = mtm
+        self.comment = handler.username
+
+    @contextlib.asynccontextmanager
+    async def timed(self):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.h.db_seconds += time.perf_counter() - t0
+
+    async def catalog(self, name: Any = None, what: str = "query.catalog") -> str:
+        if name is None:
+            name = self.query.get("catalog")
+            if name is None:
+                raise APIError(400, "missing query.catalog")
+        name = self.rights.check_collection(name, what)
+        if name not in await self.h.catalog_names():
+            if name not in await self.h.catalog_names(refresh=True):
+                raise APIError(400, f"unknown catalog {name}")
+        return name
+
+    # --- the find family -----------------------------------------------------------------
+    def _aux_pipeline(self, coll, flt, projection, sort, skip, limit) -> list:
+        stages: list[dict] = []
+        if flt and not self.rights.touches_history(coll, flt):
+            stages.append({"$match": flt})
+            flt = None
+        stages.extend(self.rights.history_stages(coll))
+        if flt:
+            stages.append({"$match": flt})
+        if sort:
+            stages.append({"$sort": SON(sort)})
+        if skip:
+            stages.append({"$skip": skip})
+        if limit:
+            stages.append({"$limit": limit})
+        if projection:
+            stages.append({"$project": projection})
+        return stages
+
+    async def _find(self, coll: str, flt: dict, projection: dict | None, limit: int | None = None) -> list:
+        sort, skip, hint = _sort(self.kwargs), _int(self.kwargs, "skip"), _hint(self.kwargs)
+        if limit is None:
+            limit = _int(self.kwargs, "limit")
+        if self.rights.kind(coll) == "aux":
+            pipeline = self._aux_pipeline(coll, flt, projection, sort, skip, limit)
+            opts = {"maxTimeMS": self.mtm, "comment": self.comment}
+            if hint is not None:
+                opts["hint"] = hint
+            async with self.timed():
+                cursor = await self.db[coll].aggregate(pipeline, **opts)
+                return await cursor.to_list(None)
+        flt = self.rights.restrict_filter(coll, flt)
+        opts = {"max_time_ms": self.mtm, "comment": self.comment}
+        if sort:
+            opts["sort"] = sort
+        if skip:
+            opts["skip"] = skip
+        if limit:
+            opts["limit"] = limit
+        if hint is not None:
+            opts["hint"] = hint
+        async with self.timed():
+            return await self.db[coll].find(flt, projection or None, **opts).to_list(None)
+
+    async def find(self):
+        coll = await self.catalog()
+        flt = parse_object(self.query.get("filter"), "query.filter", {})
+        projection = parse_object(self.query.get("projection"), "query.projection", None)
+        return await self._find(coll, flt, projection)
+
+    async def find_one(self):
+        coll = await self.catalog()
+        flt = parse_object(self.query.get("filter"), "query.filter", {})
+        projection = parse_object(self.query.get("projection"), "query.projection", None)
+        docs = await self._find(coll, flt, projection, limit=1)
+        return docs[0] if docs else None
+
+    async def count_documents(self):
+        coll = await self.catalog()
+        flt = parse_object(self.query.get("filter"), "query.filter", {})
+        skip, limit, hint = _int(self.kwargs, "skip"), _int(self.kwargs, "limit"), _hint(self.kwargs)
+        if self.rights.kind(coll) == "aux" and self.rights.touches_history(coll, flt):
+            pipeline = self._aux_pipeline(coll, flt, None, None, skip, limit) + [{"$count": "n"}]
+            async with self.timed():
+                cursor = await self.db[coll].aggregate(pipeline, maxTimeMS=self.mtm, comment=self.comment)
+                res = await cursor.to_list(None)
+            return res[0]["n"] if res else 0
+        opts: dict = {"maxTimeMS": self.mtm, "comment": self.comment}
+        if skip:
+            opts["skip"] = skip
+        if limit:
+            opts["limit"] = limit
+        if hint is not None:
+            opts["hint"] = hint
+        async with self.timed():
+            return await self.db[coll].count_documents(self.rights.restrict_filter(coll, flt), **opts)
+
+    async def estimated_document_count(self):
+        coll = await self.catalog()
+        cond = self.rights.condition(coll)
+        async with self.timed():
+            if cond is not None:  # the estimate would count alerts this user may not see
+                return await self.db[coll].count_documents(cond, maxTimeMS=self.mtm, comment=self.comment)
+            return await self.db[coll].estimated_document_count(maxTimeMS=self.mtm, comment=self.comment)
+
+    async def aggregate(self):
+        coll = await self.catalog()
+        pipeline = self.query.get("pipeline")
+        if isinstance(pipeline, str):
+            pipeline = _literal(pipeline, "query.pipeline")
+            check_forbidden(pipeline, "query.pipeline")
+        if not isinstance(pipeline, list):
+            raise APIError(400, "query.pipeline must be a list of stages")
+        if not pipeline:
+            raise APIError(400, "Pipeline must contain at least one stage")
+        pipeline = self.rights.rewrite_pipeline(coll, pipeline, where="query.pipeline")
+        allow = self.kwargs.get("allowDiskUse", True)
+        if not isinstance(allow, bool):
+            raise APIError(400, "kwargs.allowDiskUse must be true or false")
+        opts = {"maxTimeMS": self.mtm, "comment": self.comment, "allowDiskUse": allow}
+        hint = _hint(self.kwargs)
+        if hint is not None:
+            opts["hint"] = hint
+        async with self.timed():
+            cursor = await self.db[coll].aggregate(pipeline, **opts)
+            return await cursor.to_list(None)
+
+    # --- positional ----------------------------------------------------------------------
+    def _catalog_specs(self) -> dict:
+        catalogs = self.query.get("catalogs")
+        if not isinstance(catalogs, dict) or not catalogs:
+            raise APIError(400, 'query.catalogs must be a non-empty object {catalog: {"filter": {...}, "projection": {...}}}')
+        specs = {}
+        for name, spec in catalogs.items():
+            if spec is None:
+                spec = {}
+            if not isinstance(spec, dict):
+                raise APIError(400, f"query.catalogs.{name} must be an object with optional filter and projection")
+            specs[name.strip()] = (
+                parse_object(spec.get("filter"), f"query.catalogs.{name}.filter", {}),
+                parse_object(spec.get("projection"), f"query.catalogs.{name}.projection", None),
+            )
+        return specs
+
+    async def _positional(self, radec: Any, position) -> dict:
+        names, pairs = parse_radec(radec)
+        centres = [to_geojson(p) for p in pairs]
+        specs = self._catalog_specs()
+        for name in specs:
+            await self.catalog(name, "query.catalogs")
+        filter_first = bool(self.kwargs.get("filter_first", False))
+        sem = asyncio.Semaphore(PARALLEL_QUERIES)
+
+        async def one(coll, flt, projection, centre):
+            pos = {GEO_FIELD: position(centre)}
+            full = {**flt, **pos} if filter_first else {**pos, **flt}
+            async with sem:
+                return await self._find(coll, full, projection)
+
+        tasks = {(coll, name): one(coll, flt, proj, centre)
+                 for coll, (flt, proj) in specs.items() for name, centre in zip(names, centres)}
+        results = await asyncio.gather(*tasks.values())
+        data: dict = {coll: {} for coll in specs}
+        for (coll, name), docs in zip(tasks, results):
+            data[coll][name] = docs
+        return data
+
+    async def cone_search(self):
+        oc = self.query.get("object_coordinates")
+        if not isinstance(oc, dict):
+            raise APIError(400, "query.object_coordinates must be an object with cone_search_radius, "
+                                "cone_search_unit and radec")
+        if "radec" not in oc:
+            raise APIError(400, "missing query.object_coordinates.radec")
+        if "cone_search_radius" not in oc:
+            raise APIError(400, "missing query.object_coordinates.cone_search_radius")
+        radius = angle_to_rad(oc["cone_search_radius"], oc.get("cone_search_unit", "arcsec"), "cone_search_radius")
+        return await self._positional(
+            oc["radec"], lambda c: {"$geoWithin": {"$centerSphere": [[c[0], c[1]], radius]}})
+
+    async def near(self):
+        if "radec" not in self.query:
+            raise APIError(400, "missing query.radec")
+        units = self.query.get("distance_units", "rad")
+        if units not in ANGULAR_UNITS:
+            raise APIError(400, f"distance_units must be one of {', '.join(ANGULAR_UNITS)}, not {units!r}")
+        r1 = angle_to_rad(self.query.get("min_distance", 0), units, "min_distance")
+        if self.query.get("max_distance") is None:  # 1 arcmin whatever the units (Kowalski scaled it)
+            r2 = math.pi / 180 / 60
+        else:
+            r2 = angle_to_rad(self.query["max_distance"], units, "max_distance")
+        if r2 < r1:
+            raise APIError(400, "max_distance must be >= min_distance")
+        return await self._positional(
+            self.query["radec"], lambda c: {"$nearSphere": [c[0], c[1]], "$minDistance": r1, "$maxDistance": r2})
+
+    # --- info and admin --------------------------------------------------------------------
+    async def info(self):
+        command = self.query.get("command")
+        if command not in INFO_COMMANDS:
+            raise APIError(400, f"command {command} not in {INFO_COMMANDS}")
+        if command == "catalog_names":
+            names = await self.h.catalog_names(refresh=True)
+            if not self.rights.is_admin:
+                names = [n for n in names if not is_system_collection(self.h.config, n)]
+            return sorted(names)[::-1]
+        if command == "db_info":
+            async with self.timed():
+                stats = await self.db.command("dbStats")
+            return {k: v for k, v in stats.items() if k not in ("$clusterTime", "operationTime", "ok")}
+        coll = await self.catalog()
+        if command == "index_info":
+            async with self.timed():
+                info = await self.db[coll].index_information()
+            return {name: {**spec, "key": [list(k) for k in spec.get("key", [])]} for name, spec in info.items()}
+        return await self._catalog_info(coll)
+
+    async def _catalog_info(self, coll: str) -> dict:
+        from pymongo.errors import OperationFailure
+        stats = None
+        async with self.timed():
+            try:
+                stats = await self.db.command("collStats", coll)
+                stats = {k: v for k, v in stats.items() if k not in ("$clusterTime", "operationTime", "ok")}
+            except OperationFailure:  # not every MongoDB-wire server has collStats
+                indexes = await self.db[coll].index_information()
+                stats = {"ns": f"{self.db.name}.{coll}", "nindexes": len(indexes), "indexNames": sorted(indexes)}
+            cond = self.rights.condition(coll)
+            if cond is not None:
+                stats["count"] = await self.db[coll].count_documents(cond, maxTimeMS=self.mtm)
+            elif "count" not in stats:
+                stats["count"] = await self.db[coll].estimated_document_count(maxTimeMS=self.mtm)
+        return stats
+
+    async def drop(self):
+        if not self.rights.is_admin:
+            raise APIError(403, "Forbidden")
+        coll = await self.catalog()
+        if is_system_collection(self.h.config, coll):
+            raise APIError(400, f"cannot drop system collection {coll}")
+        async with self.timed():
+            await self.db[coll].drop()
+        self.h.forget_catalogs()
+        return None
+
+
+class QueriesHandler(BaseHandler):
+    async def catalog_names(self, refresh: bool = False) -> list[str]:
+        """Collection names, cached per process; refreshed on a miss by the caller."""
+        cache = self.state.catalogs
+        now = time.monotonic()
+        if not refresh and cache.get("names") is not None and cache.get("expires", 0) > now:
+            return cache["names"]
+        t0 = time.perf_counter()
+        names = await self.db.list_collection_names()
+        self.db_seconds += time.perf_counter() - t0
+        cache["names"] = set(names)
+        cache["expires"] = now + float(self.config["api"].get("catalog_cache_seconds", 10))
+        return cache["names"] if not refresh else list(names)
+
+    def forget_catalogs(self) -> None:
+        self.state.catalogs.clear()
+
+    @authenticated
+    async def post(self):
+        """Run a query."""
+        body = self.json_object()
+        qt = body.get("query_type")
+        if qt not in QUERY_TYPES:
+            raise APIError(400, f"query_type {qt} not in {QUERY_TYPES}")
+        query = body.get("query", {})
+        if query is None:
+            query = {}
+        if not isinstance(query, dict):
+            raise APIError(400, f"query must be an object, not {type(query).__name__}")
+        kwargs = body.get("kwargs")
+        if kwargs is None:
+            kwargs = {}
+        if not isinstance(kwargs, dict):
+            raise APIError(400, f"kwargs must be an object, not {type(kwargs).__name__}")
+        check_forbidden(query, "query")
+        check_forbidden(kwargs, "kwargs")
+        mtm = max_time_ms(self.config, kwargs)
+        rights = Rights(self.config, self.current_user, self.is_admin)
+        q = Query(self, rights, query, kwargs, mtm)
+        try:
+            # the database enforces maxTimeMS; this also bounds a server that would not
+            data = await asyncio.wait_for(getattr(q, qt)(), timeout=mtm / 1000.0 + 2.0)
+        except asyncio.TimeoutError:
+            raise APIError(400, f"ExecutionTimeout: the query exceeded max_time_ms={mtm}; "
+                                f"narrow the query or raise max_time_ms") from None
+        if qt == "drop":
+            self.success("Successfully dropped collection")
+        else:
+            self.success("Successfully executed query", data)
+
+
+default_handlers = [
+    (r"/api/queries/?", QueriesHandler),
+]

@@ -1,0 +1,309 @@
+"""The OpenAPI 3 description of the API (served at ``/docs/api/openapi.json``) and its HTML page.
+
+Written by hand next to the handlers it describes, checked against the live server by the
+property-based test (schemathesis): every documented request shape is accepted or refused with a
+documented 4xx, and every response matches its schema.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+from api.coords import ANGULAR_UNITS
+from api.handlers.cutouts import CMAPS, CUTOUTS, FORMATS, INTERVALS, STRETCHES
+from api.handlers.queries import INFO_COMMANDS, QUERY_TYPES
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, example: Any = None) -> dict:
+    content: dict = {"schema": schema}
+    if example is not None:
+        content["example"] = example
+    return {"content": {"application/json": content}}
+
+
+ERRORS = {
+    "400": ("Bad request: malformed JSON, wrong types, invalid token, query refused by the database "
+            "or cut at max_time_ms. The message says what is wrong."),
+    "401": "Missing token or bad credentials (message: Unauthorized).",
+    "403": "Not allowed: admin-only (message: Forbidden) or a protected collection.",
+    "404": "Not found.",
+    "405": "Method not allowed.",
+    "409": "Already exists.",
+    "413": "Request body too large.",
+    "422": "Stored data cannot be rendered.",
+    "503": "Database unavailable.",
+}
+
+
+def _responses(ok: dict, *codes: str) -> dict:
+    out = {"200": ok}
+    for code in ("400", "413", *codes):
+        out[code] = {"description": ERRORS[code], **_json(_ref("Error"))}
+    return out
+
+
+def _success(description: str, data: dict | None = None, example: Any = None) -> dict:
+    schema: dict = {"allOf": [_ref("Success")]}
+    if data is not None:
+        schema = {"type": "object", "required": ["status", "message", "data"],
+                  "properties": {"status": {"type": "string", "enum": ["success"]}, "message": {"type": "string"},
+                                 "data": data}}
+    return {"description": description, **_json(schema, example)}
+
+
+AUTH = [{"token": []}]
+
+QUERY_EXAMPLES = {
+    "cone_search": {"query_type": "cone_search", "query": {
+        "object_coordinates": {"cone_search_radius": 2, "cone_search_unit": "arcsec",
+                               "radec": {"object1": [71.6577756, -10.2263957]}},
+        "catalogs": {"ZTF_alerts": {"filter": {}, "projection": {"_id": 0, "candid": 1, "objectId": 1}}}},
+        "kwargs": {"filter_first": False}},
+    "find": {"query_type": "find", "query": {"catalog": "ZTF_alerts", "filter": {"candidate.drb": {"$gt": 0.9}},
+                                              "projection": {"_id": 0, "candid": 1, "candidate.drb": 1}},
+             "kwargs": {"sort": [["candid", -1]], "limit": 2}},
+    "find_one": {"query_type": "find_one", "query": {"catalog": "ZTF_alerts", "filter": {},
+                                                      "projection": {"_id": 0, "objectId": 1}}},
+    "aggregate": {"query_type": "aggregate", "query": {"catalog": "ZTF_alerts", "pipeline": [
+        {"$match": {"candid": 1127561445515015011}}, {"$project": {"_id": 0, "candid": 1}}]},
+        "kwargs": {"max_time_ms": 2000}},
+    "count_documents": {"query_type": "count_documents",
+                        "query": {"catalog": "ZTF_alerts", "filter": {"objectId": "ZTF20aakyoez"}}},
+    "estimated_document_count": {"query_type": "estimated_document_count", "query": {"catalog": "ZTF_alerts"}},
+    "near": {"query_type": "near", "query": {
+        "max_distance": 30, "distance_units": "arcsec", "radec": {"object1": [71.6577756, -10.2263957]},
+        "catalogs": {"ZTF_alerts": {"filter": {}, "projection": {"_id": 0, "candid": 1, "objectId": 1}}}},
+        "kwargs": {"limit": 1}},
+    "info": {"query_type": "info", "query": {"command": "catalog_names"}},
+    "drop": {"query_type": "drop", "query": {"catalog": "my_scratch_collection"}},
+}
+
+
+def _schemas() -> dict:
+    obj = {"type": "object"}
+    catalog = {"type": "string", "minLength": 1, "description": "a collection name (see info/catalog_names)"}
+    catalogs = {"type": "object", "minProperties": 1,
+                "additionalProperties": {"type": "object", "properties": {"filter": obj, "projection": obj}},
+                "description": "catalog → {filter, projection}"}
+    radec = {"description": "{name: [ra, dec]}, [[ra, dec], ...] or 'ra dec' / 'HH:MM:SS ±DD:MM:SS' string; "
+                            "degrees or sexagesimal",
+             "oneOf": [{"type": "object", "minProperties": 1, "additionalProperties": {"type": "array", "minItems": 2, "maxItems": 2}},
+                       {"type": "array", "minItems": 1, "items": {"type": "array", "minItems": 2, "maxItems": 2}},
+                       {"type": "string", "minLength": 3}]}
+    kwargs = {"type": "object", "description": "Unknown keys are ignored (Kowalski compatibility).", "properties": {
+        "limit": {"type": "integer", "minimum": 0}, "skip": {"type": "integer", "minimum": 0},
+        "sort": {"description": "[[field, 1|-1], ...] or {field: 1|-1}",
+                 "oneOf": [{"type": "array", "items": {"type": "array", "minItems": 2, "maxItems": 2}},
+                           {"type": "object"}]},
+        "hint": {"oneOf": [{"type": "string"}, {"type": "array"}]},
+        "max_time_ms": {"type": "integer", "minimum": 1, "description": "default 300000"},
+        "filter_first": {"type": "boolean"}, "allowDiskUse": {"type": "boolean"},
+        "save": {"type": "boolean", "description": "ignored (legacy)"}}}
+
+    def q(qtype: str, query: dict, required: list[str] | None = None) -> dict:
+        return {"type": "object", "required": ["query_type", "query"], "properties": {
+            "query_type": {"type": "string", "enum": [qtype]},
+            "query": {"type": "object", "required": required or [], "properties": query},
+            "kwargs": _ref("QueryKwargs")}}
+
+    return {
+        "Error": {"type": "object", "required": ["status", "message"], "properties": {
+            "status": {"type": "string", "enum": ["error"]}, "message": {"type": "string"}}},
+        "Success": {"type": "object", "required": ["status"], "properties": {
+            "status": {"type": "string", "enum": ["success"]}, "message": {"type": "string"}, "data": {}}},
+        "QueryKwargs": kwargs,
+        "FindQuery": q("find", {"catalog": catalog, "filter": obj, "projection": obj}, ["catalog"]),
+        "FindOneQuery": q("find_one", {"catalog": catalog, "filter": obj, "projection": obj}, ["catalog"]),
+        "CountDocumentsQuery": q("count_documents", {"catalog": catalog, "filter": obj}, ["catalog"]),
+        "EstimatedDocumentCountQuery": q("estimated_document_count", {"catalog": catalog}, ["catalog"]),
+        "AggregateQuery": q("aggregate", {"catalog": catalog, "pipeline": {"type": "array", "minItems": 1, "items": obj}},
+                            ["catalog", "pipeline"]),
+        "InfoQuery": q("info", {"command": {"type": "string", "enum": list(INFO_COMMANDS)}, "catalog": catalog},
+                       ["command"]),
+        "ConeSearchQuery": q("cone_search", {
+            "object_coordinates": {"type": "object", "required": ["cone_search_radius", "radec"], "properties": {
+                "cone_search_radius": {"type": "number", "minimum": 0},
+                "cone_search_unit": {"type": "string", "enum": list(ANGULAR_UNITS)}, "radec": radec}},
+            "catalogs": catalogs}, ["object_coordinates", "catalogs"]),
+        "NearQuery": q("near", {
+            "radec": radec, "catalogs": catalogs, "min_distance": {"type": "number", "minimum": 0},
+            "max_distance": {"type": "number", "minimum": 0, "description": "default: 1 arcmin"},
+            "distance_units": {"type": "string", "enum": list(ANGULAR_UNITS), "default": "rad"}},
+            ["radec", "catalogs"]),
+        "DropQuery": q("drop", {"catalog": catalog}, ["catalog"]),
+        "Query": {"oneOf": [_ref(n) for n in (
+            "FindQuery", "FindOneQuery", "CountDocumentsQuery", "EstimatedDocumentCountQuery", "AggregateQuery",
+            "InfoQuery", "ConeSearchQuery", "NearQuery", "DropQuery")],
+            "discriminator": {"propertyName": "query_type"}},
+        "Labels": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+            "human_labels": {"oneOf": [{"type": "object", "additionalProperties": {"type": "number"}},
+                                       {"type": "array", "items": {"type": "string"}}, {"type": "string"}]},
+            "ml_scores": {"oneOf": [{"type": "object", "additionalProperties": {"type": "number"}},
+                                    {"type": "array", "items": {"type": "string"}}, {"type": "string"}]}}},
+            "description": "candid → labels"},
+    }
+
+
+def build_spec(config) -> dict:
+    surveys = list(config["surveys"])
+    survey = {"name": "survey", "in": "path", "required": True, "schema": {"type": "string", "enum": surveys}}
+    candid = {"name": "candid", "in": "path", "required": True,
+              "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}}
+    username = {"name": "username", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+    user_body = {"type": "object", "properties": {
+        "username": {"type": "string"}, "password": {"type": "string"}, "email": {"type": "string"},
+        "permissions": {"type": "object", "description": "{survey: [programid, ...]}",
+                        "additionalProperties": {"type": "array", "items": {"type": "integer"}}}}}
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Kowalski API", "version": "3.0.0", "license": {"name": "MIT"},
+            "description": (
+                "Kowalski-compatible REST API of the alert archive. Authenticate with POST /api/auth, then send "
+                "`Authorization: <token>` (or `Bearer <token>`). Bodies are JSON; success bodies are MongoDB "
+                "relaxed extended JSON in the envelope {status, message, data}. Non-admin users see the alerts "
+                "and history points of the program ids they are granted (public ones by default); system "
+                "collections are reserved to the admin."),
+        },
+        "servers": [{"url": "/"}],
+        "components": {
+            "securitySchemes": {"token": {"type": "apiKey", "in": "header", "name": "Authorization",
+                                          "description": "the JWT from /api/auth, bare or as `Bearer <token>`"}},
+            "schemas": _schemas(),
+        },
+        "paths": {
+            "/": {"get": {
+                "summary": "Ping", "operationId": "ping", "tags": ["auth"], "security": AUTH,
+                "responses": _responses(_success("Greetings", example={"status": "success", "message": "greetings from Kowalski!"}), "401")}},
+            "/api/auth": {"post": {
+                "summary": "Get a token", "operationId": "auth", "tags": ["auth"], "security": [],
+                "requestBody": {"required": True, **_json({"type": "object", "required": ["username", "password"], "properties": {
+                    "username": {"type": "string", "minLength": 1}, "password": {"type": "string", "minLength": 1},
+                    "penquins.__version__": {"type": "string"}}}, {"username": "admin", "password": "***", "penquins.__version__": "2.4.2"})},
+                "responses": _responses({"description": "A JWT", **_json({"type": "object", "required": ["status", "token"], "properties": {
+                    "status": {"type": "string", "enum": ["success"]}, "token": {"type": "string"}}})}, "401")}},
+            "/api/users": {"post": {
+                "summary": "Add a user (admin)", "operationId": "add_user", "tags": ["users"], "security": AUTH,
+                "requestBody": {"required": True, **_json({**user_body, "required": ["username", "password"]},
+                                                           {"username": "alice", "password": "s3cret", "permissions": {"ztf": [1, 2]}})},
+                "responses": _responses(_success("Added"), "401", "403", "409")}},
+            "/api/users/{username}": {
+                "parameters": [username],
+                "put": {"summary": "Rename a user, change password, e-mail or permissions (admin)", "operationId": "edit_user",
+                        "tags": ["users"], "security": AUTH,
+                        "requestBody": {"required": True, **_json(user_body, {"password": "n3w"})},
+                        "responses": _responses(_success("Edited"), "401", "403", "409")},
+                "delete": {"summary": "Remove a user (admin)", "operationId": "remove_user", "tags": ["users"], "security": AUTH,
+                           "responses": _responses(_success("Removed"), "401", "403")}},
+            "/api/queries": {"post": {
+                "summary": "Query the archive", "operationId": "query", "tags": ["queries"], "security": AUTH,
+                "description": (
+                    "query_type: " + ", ".join(QUERY_TYPES) + ". `data` is a list of documents (find, aggregate), a "
+                    "document or null (find_one), an integer (counts), {catalog: {object name: [documents]}} "
+                    "(cone_search, near), a list or object (info). drop is admin-only. `$where`, `$function`, "
+                    "`$accumulator`, `$out` and `$merge` are refused anywhere."),
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": _ref("Query"), "examples": {k: {"value": v} for k, v in QUERY_EXAMPLES.items()}}}},
+                "responses": _responses({"description": "Successfully executed query", **_json(_ref("Success"))},
+                                        "401", "403", "503")}},
+            "/api/cutouts/{survey}/{candid}/{cutout}/{file_format}": {"get": {
+                "summary": "An alert cutout as FITS or PNG (North up, East left)", "operationId": "cutout",
+                "tags": ["alerts"], "security": AUTH,
+                "parameters": [survey, candid,
+                               {"name": "cutout", "in": "path", "required": True, "schema": {"type": "string", "enum": list(CUTOUTS)}},
+                               {"name": "file_format", "in": "path", "required": True, "schema": {"type": "string", "enum": list(FORMATS)}},
+                               {"name": "stretch", "in": "query", "schema": {"type": "string", "enum": list(STRETCHES)}},
+                               {"name": "interval", "in": "query", "schema": {"type": "string", "enum": list(INTERVALS)}},
+                               {"name": "cmap", "in": "query", "schema": {"type": "string", "enum": list(CMAPS)}},
+                               {"name": "size", "in": "query", "schema": {"type": "integer", "minimum": 16, "maximum": 1024}}],
+                "responses": {
+                    "200": {"description": "The image", "content": {
+                        "image/png": {"schema": {"type": "string", "format": "binary"}},
+                        "image/fits": {"schema": {"type": "string", "format": "binary"}}}},
+                    **{c: {"description": ERRORS[c], **_json(_ref("Error"))} for c in ("400", "401", "404", "413", "422")}}}},
+            "/api/classifications/{survey}": {
+                "parameters": [survey],
+                "put": {"summary": "Add or update classifications", "operationId": "put_classifications",
+                        "tags": ["alerts"], "security": AUTH,
+                        "requestBody": {"required": True, **_json(_ref("Labels"), {"2475433850015010009": {"human_labels": {"Ia": 0.8}}})},
+                        "responses": _responses(_success("Added"), "401")},
+                "delete": {"summary": "Remove classification labels", "operationId": "delete_classifications",
+                           "tags": ["alerts"], "security": AUTH,
+                           "requestBody": {"required": True, **_json(_ref("Labels"), {"2475433850015010009": {"human_labels": ["Ia"]}})},
+                           "responses": _responses(_success("Deleted"), "401")}},
+            "/api/classifications/{survey}/{candid}": {"get": {
+                "summary": "The classifications of an alert", "operationId": "get_classifications",
+                "tags": ["alerts"], "security": AUTH, "parameters": [survey, candid],
+                "responses": _responses(_success("Classifications", {"type": "object", "required": ["candid", "human_labels"], "properties": {
+                    "candid": {"type": "integer"}, "objectId": {"type": "string", "nullable": True},
+                    "human_labels": {"type": "object"}, "ml_scores": {"type": "object"}}}), "401", "404")}},
+            "/docs/api/openapi.json": {"get": {
+                "summary": "This description", "operationId": "openapi", "tags": ["docs"], "security": [],
+                "responses": {"200": {"description": "OpenAPI 3", **_json({"type": "object"})}}}},
+            "/docs/api": {"get": {
+                "summary": "This description as HTML", "operationId": "docs", "tags": ["docs"], "security": [],
+                "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+        },
+    }
+
+
+# --- a self-contained HTML page (no CDN is reachable) --------------------------------------
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d232a;background:#fafbfc}
+header{background:#1d2b3a;color:#fff;padding:1.2em 2em}header h1{margin:0;font-size:1.5em}
+main{display:flex}nav{width:17em;padding:1em;position:sticky;top:0;height:100vh;overflow:auto;border-right:1px solid #dde}
+nav a{display:block;color:#234;text-decoration:none;font-size:.9em;padding:.15em 0}
+section{flex:1;padding:1em 2em;max-width:70em}.op{background:#fff;border:1px solid #dde;border-radius:6px;margin:1em 0;padding:1em}
+.m{display:inline-block;font-weight:bold;color:#fff;border-radius:3px;padding:.1em .5em;margin-right:.5em;font-size:.85em}
+.get{background:#2f7d32}.post{background:#1565c0}.put{background:#ef6c00}.delete{background:#c62828}.patch{background:#6a1b9a}
+code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85em}pre{background:#f3f5f7;padding:.7em;overflow:auto;border-radius:4px}
+table{border-collapse:collapse}td,th{border:1px solid #dde;padding:.25em .6em;text-align:left;font-size:.9em}
+.lock{color:#a66;font-size:.85em}
+"""
+
+
+def render_html(spec: dict) -> str:
+    e = html.escape
+    info = spec["info"]
+    nav, body = [], []
+    for path, item in spec["paths"].items():
+        common = item.get("parameters", [])
+        for method, op in item.items():
+            if method == "parameters":
+                continue
+            anchor = f"{method}-{path}".replace("/", "_").replace("{", "").replace("}", "")
+            nav.append(f'<a href="#{e(anchor)}"><span class="m {method}">{method.upper()}</span>{e(path)}</a>')
+            parts = [f'<div class="op" id="{e(anchor)}"><h3><span class="m {method}">{method.upper()}</span>'
+                     f'<code>{e(path)}</code> — {e(op.get("summary", ""))}</h3>']
+            if op.get("security"):
+                parts.append('<div class="lock">requires a token (Authorization header)</div>')
+            if op.get("description"):
+                parts.append(f"<p>{e(op['description'])}</p>")
+            params = common + op.get("parameters", [])
+            if params:
+                rows = "".join(f"<tr><td><code>{e(p['name'])}</code></td><td>{e(p['in'])}</td>"
+                               f"<td><code>{e(json.dumps(p.get('schema', {})))}</code></td></tr>" for p in params)
+                parts.append(f"<table><tr><th>parameter</th><th>in</th><th>schema</th></tr>{rows}</table>")
+            rb = op.get("requestBody", {}).get("content", {}).get("application/json")
+            if rb:
+                examples = rb.get("examples") or ({"example": {"value": rb["example"]}} if "example" in rb else {})
+                for name, ex in examples.items():
+                    parts.append(f"<p>Request body ({e(name)}):</p><pre>{e(json.dumps(ex['value'], indent=2))}</pre>")
+            rows = "".join(f"<tr><td>{e(code)}</td><td>{e(r.get('description', ''))}</td></tr>"
+                           for code, r in op.get("responses", {}).items())
+            parts.append(f"<table><tr><th>status</th><th>meaning</th></tr>{rows}</table></div>")
+            body.append("".join(parts))
+    schemas = "".join(f'<h3 id="schema-{e(n)}">{e(n)}</h3><pre>{e(json.dumps(s, indent=2))}</pre>'
+                      for n, s in spec["components"]["schemas"].items())
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{e(info['title'])}</title>"
+            f"<style>{_CSS}</style></head><body><header><h1>{e(info['title'])} <small>{e(info['version'])}</small></h1>"
+            f"<p>{e(info['description'])}</p><p><a style='color:#9cf' href='/docs/api/openapi.json'>openapi.json</a></p></header>"
+            f"<main><nav>{''.join(nav)}<hr><a href='#schemas'>Schemas</a></nav><section>{''.join(body)}"
+            f"<h2 id='schemas'>Schemas</h2>{schemas}</section></main></body></html>")

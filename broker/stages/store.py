@@ -1,0 +1,98 @@
+"""Store stage: durable, idempotent writes of a processed batch.
+
+1. ``insert_many(ordered=False)`` into ``<PREFIX>_alerts``; duplicate-key errors (the unique
+   ``candid`` index) mean "already stored" and are only counted; any other write error raises.
+2. ``<PREFIX>_alerts_aux``: ONE query fetches the stored aux documents of the batch's objects,
+   histories are merged in Python (:mod:`broker.stages.history`), and one ``bulk_write`` upserts
+   the objects that changed. ``cross_matches`` is computed (by the ``crossmatch`` callable) and
+   set only for objects seen for the first time.
+
+Assumes one writer per survey at a time (the consumer stores from one thread): the read-merge-
+write of step 2 is not guarded against a concurrent writer of the same objects. Re-running a
+batch (after a crash, a database outage or a redelivery) adds nothing and changes nothing.
+Database errors (AutoReconnect, ServerSelectionTimeoutError, ...) propagate to the caller,
+which pauses and retries the whole call.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Sequence
+
+from pymongo import ReplaceOne, UpdateOne
+from pymongo.errors import BulkWriteError
+
+from broker.stages import history as hist
+from kowalski import db
+
+log = logging.getLogger("kowalski.broker.store")
+
+DUPLICATE_KEY = 11000
+Crossmatch = Callable[[list[dict]], list[dict]]
+
+
+def insert_alerts(collection, docs: Sequence[dict]) -> list[bool]:
+    """Insert alert documents; returns, per document, whether it was new (False = already stored)."""
+    fresh = [True] * len(docs)
+    if not docs:
+        return fresh
+    try:
+        # shallow copies: insert_many adds an _id to what it is given
+        collection.insert_many([dict(d) for d in docs], ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        others = [e for e in errors if e.get("code") != DUPLICATE_KEY]
+        if others or exc.details.get("writeConcernErrors"):
+            raise
+        for e in errors:
+            fresh[e["index"]] = False
+    return fresh
+
+
+def store(config, survey, docs: Sequence[dict], histories: Sequence[dict],
+          crossmatch: Crossmatch | None = None) -> dict:
+    """Write alerts and merge their objects' histories. Returns counts
+    ``{"inserted", "duplicates", "aux_new", "aux_updated"}``."""
+    counts = {"inserted": 0, "duplicates": 0, "aux_new": 0, "aux_updated": 0}
+    if not docs:
+        return counts
+    database = db.get_db(config)
+    fresh = insert_alerts(database[survey.alerts_collection], docs)
+    counts["inserted"] = sum(fresh)
+    counts["duplicates"] = len(fresh) - counts["inserted"]
+
+    # the alerts of each object, in jd order
+    by_object: dict[str, list[int]] = {}
+    for i in sorted(range(len(docs)), key=lambda i: survey.jd(docs[i])):
+        by_object.setdefault(survey.object_key(docs[i]), []).append(i)
+    aux = database[survey.aux_collection]
+    stored = {d["_id"]: d for d in aux.find({"_id": {"$in": list(by_object)}},
+                                            {"prv_candidates": 1, "fp_hists": 1})}
+
+    new_objects = [oid for oid in by_object if oid not in stored]
+    matches: dict[str, dict] = {}
+    if new_objects and crossmatch is not None:
+        firsts = [docs[by_object[oid][0]] for oid in new_objects]
+        results = crossmatch(firsts)
+        if len(results) != len(firsts):
+            raise ValueError(f"crossmatch returned {len(results)} results for {len(firsts)} alerts")
+        matches = dict(zip(new_objects, results))
+
+    ops = []
+    for oid, idxs in by_object.items():
+        existing = stored.get(oid)
+        updates = [(docs[i]["candidate"], histories[i], fresh[i]) for i in idxs]
+        merged = hist.merge_history(existing, updates, survey)
+        if existing is None:
+            ops.append(ReplaceOne({"_id": oid}, {"_id": oid, "cross_matches": matches.get(oid) or {}, **merged},
+                                  upsert=True))
+            counts["aux_new"] += 1
+            continue
+        changed = {k: v for k, v in merged.items()
+                   if existing.get(k) != v and not (k not in existing and v == [])}
+        if changed:
+            ops.append(UpdateOne({"_id": oid}, {"$set": changed}))
+            counts["aux_updated"] += 1
+    if ops:
+        aux.bulk_write(ops, ordered=False)
+    return counts

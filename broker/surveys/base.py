@@ -1,0 +1,144 @@
+"""What a survey supplies to the shared stages.
+
+A survey module subclasses :class:`Survey` and overrides only what differs (class attributes
+first, methods when the packet shape differs, as for LSST). Values that operators may change
+(collection prefix, topic pattern, object-id field, ML models) come from config
+``surveys.<name>`` and ``ml.<name>``; the class attributes are the defaults.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Mapping
+
+from broker.errors import AlertError
+
+_MISSING = object()
+
+
+def get_field(doc: Mapping, dotted: str, default: Any = None) -> Any:
+    node: Any = doc
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+class Survey:
+    #: registry name, also the key under ``surveys:`` and ``ml:`` in config
+    name: ClassVar[str] = ""
+    #: default Kafka topic regex (config ``surveys.<name>.topic_pattern`` overrides)
+    default_topic_pattern: ClassVar[str] = ""
+    #: default object-id field (config ``surveys.<name>.object_id`` overrides)
+    default_object_id: ClassVar[str] = "objectId"
+    alert_id: ClassVar[str] = "candid"
+    #: science, template, difference: either {fileName, stampData} records or raw bytes
+    cutout_fields: ClassVar[tuple[str, str, str]] = ("cutoutScience", "cutoutTemplate", "cutoutDifference")
+    #: fields every decoded packet must carry (dotted paths; the object id is added)
+    required_fields: ClassVar[tuple[str, ...]] = ("candid", "candidate.jd", "candidate.ra", "candidate.dec")
+    #: keys identifying one prv_candidates entry: the first present and not None wins
+    prv_keys: ClassVar[tuple[tuple[str, ...], ...]] = (("candid",), ("jd", "fid"))
+    #: forced photometry (flux field, flux-error field, zero point: field name or number) or None
+    fp_flux: ClassVar[tuple[str, str, str | float] | None] = None
+    #: values dropped from forced-photometry entries (besides None)
+    fp_sentinels: ClassVar[tuple] = (-99999, -99999.0)
+
+    def __init__(self, config: Mapping):
+        self.config = config
+        self.settings: Mapping = (config.get("surveys") or {}).get(self.name) or {}
+        self.prefix: str = self.settings.get("prefix", self.name.upper())
+        self.object_id: str = self.settings.get("object_id", self.default_object_id)
+        self.topic_pattern: str = self.settings.get("topic_pattern") or self.default_topic_pattern
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} prefix={self.prefix}>"
+
+    # --- collections ------------------------------------------------------------------------
+
+    @property
+    def alerts_collection(self) -> str:
+        return f"{self.prefix}_alerts"
+
+    @property
+    def aux_collection(self) -> str:
+        return f"{self.prefix}_alerts_aux"
+
+    # --- decoding ---------------------------------------------------------------------------
+
+    def read(self, data: bytes) -> list[dict]:
+        """Bytes of one Kafka message -> raw records (default: an Avro Object Container File)."""
+        from broker.stages.decode import read_container
+
+        return read_container(data)
+
+    def normalize(self, record: dict) -> dict:
+        """Raw record -> the common packet shape (objectId/candid/candidate/prv_candidates/fp_hists)."""
+        return record
+
+    def validate(self, packet: Mapping) -> None:
+        for path in (self.object_id, *self.required_fields):
+            if get_field(packet, path) is None:
+                raise AlertError(f"missing required field {path}")
+        ra, dec = self.radec(packet)
+        if not (isinstance(ra, (int, float)) and math.isfinite(ra) and 0.0 <= ra < 360.0):
+            raise AlertError(f"invalid candidate.ra {ra!r}: must be in [0, 360)")
+        if not (isinstance(dec, (int, float)) and math.isfinite(dec) and -90.0 <= dec <= 90.0):
+            raise AlertError(f"invalid candidate.dec {dec!r}: must be in [-90, 90]")
+
+    # --- accessors --------------------------------------------------------------------------
+
+    def radec(self, packet: Mapping) -> tuple[float, float]:
+        c = packet["candidate"]
+        return c["ra"], c["dec"]
+
+    def jd(self, packet: Mapping) -> float:
+        return packet["candidate"]["jd"]
+
+    def object_key(self, packet: Mapping) -> str:
+        return packet[self.object_id]
+
+    def cutout_bytes(self, packet: Mapping, which: int) -> bytes | None:
+        """Raw bytes (gzipped FITS as a rule) of cutout 0=science, 1=template, 2=difference."""
+        value = packet.get(self.cutout_fields[which])
+        if isinstance(value, Mapping):
+            value = value.get("stampData")
+        return value if isinstance(value, (bytes, bytearray)) and value else None
+
+    def prv_key(self, entry: Mapping) -> tuple:
+        """Identity of a prv_candidates entry (for de-duplication across alerts)."""
+        for fields in self.prv_keys:
+            values = tuple(entry.get(f) for f in fields)
+            if all(v is not None for v in values):
+                return (fields, values)
+        return ("doc", tuple(sorted((k, repr(v)) for k, v in entry.items())))
+
+    def alert_mag(self, candidate: Mapping) -> float | None:
+        """The alert's magnitude, stamped on its forced photometry (``alert_mag``)."""
+        return candidate.get("magpsf")
+
+    @property
+    def has_fp_hists(self) -> bool:
+        return self.fp_flux is not None
+
+    # --- aux rules --------------------------------------------------------------------------
+
+    def keep_fp_for_new_object(self, candidate: Mapping) -> bool:
+        """Kowalski: a new object's fp_hists are kept only when its history is complete.
+
+        Packets carry ~30 days of forced photometry; for an object first seen later than that,
+        it would be a partial history, so Kowalski stores none (ndethist <= 1 or
+        jd - jdstarthist < 30 keeps them).
+        """
+        ndethist, jd, start = candidate.get("ndethist"), candidate.get("jd"), candidate.get("jdstarthist")
+        if ndethist is not None and ndethist <= 1:
+            return True
+        if jd is not None and start is not None:
+            return jd - start < 30
+        return ndethist is None  # no way to tell: keep
+
+    # --- ML ---------------------------------------------------------------------------------
+
+    def ml_models(self) -> Mapping:
+        """The configured models for this survey (``ml.<name>.models``), possibly empty."""
+        return ((self.config.get("ml") or {}).get(self.name) or {}).get("models") or {}

@@ -174,17 +174,13 @@ class Rights:
             return False
         return _mentions(obj, [*rule[1]["history_arrays"], "$expr", "$$ROOT", "$$CURRENT", "$jsonSchema"])
 
-    def needs_pipeline(self, coll: str, *parts: Any) -> bool:
-        """Aux queries whose filter/projection/sort may look into history run as pipelines."""
-        return self.kind(coll) == "aux"
-
     # --- pipelines ---------------------------------------------------------------------
     def rewrite_pipeline(self, coll: str, pipeline: Any, prefix: bool = True, where: str = "pipeline") -> list:
         if not isinstance(pipeline, list):
             raise APIError(400, f"{where} must be a list of stages")
         stages = [self._check_stage(s, where) for s in pipeline]
         if self.is_admin:
-            return [self._rewrite_stage(coll, s, where) for s in stages]
+            return [st for s in stages for st in self._rewrite_stage(coll, s, where)]
         out: list[dict] = []
         kind = self.kind(coll) if prefix else None
         if kind in ("alerts", "classifications"):
@@ -200,13 +196,14 @@ class Rights:
         elif kind == "aux":
             # a leading $match that cannot see history may run first (and use indexes)
             if stages and next(iter(stages[0])) == "$match" and not self.touches_history(coll, stages[0]):
-                out.append(self._rewrite_stage(coll, stages[0], where))
+                out.extend(self._rewrite_stage(coll, stages[0], where))
                 stages = stages[1:]
             elif stages and next(iter(stages[0])) == "$geoNear" and not self.touches_history(coll, stages[0]):
-                out.append(self._rewrite_stage(coll, stages[0], where))
+                out.extend(self._rewrite_stage(coll, stages[0], where))
                 stages = stages[1:]
             out.extend(self.history_stages(coll))
-        out.extend(self._rewrite_stage(coll, s, where) for s in stages)
+        for s in stages:
+            out.extend(self._rewrite_stage(coll, s, where))
         return out
 
     @staticmethod
@@ -228,7 +225,7 @@ class Rights:
                                 f"allowed: {', '.join(sorted(USER_STAGES))}")
         return stage
 
-    def _rewrite_stage(self, coll: str, stage: dict, where: str) -> dict:
+    def _rewrite_stage(self, coll: str, stage: dict, where: str) -> list[dict]:
         name, spec = next(iter(stage.items()))
         if name == "$lookup":
             spec = self._as_dict(spec, "$lookup")
@@ -237,7 +234,7 @@ class Rights:
             new["from"] = frm
             if "pipeline" in spec or self._restricted(frm):
                 new["pipeline"] = self.rewrite_pipeline(frm, spec.get("pipeline", []), where=f"$lookup.pipeline of {where}")
-            return {"$lookup": new}
+            return [{"$lookup": new}]
         if name == "$unionWith":
             if isinstance(spec, str):
                 spec = {"coll": spec}
@@ -247,7 +244,7 @@ class Rights:
             new["coll"] = other
             if "pipeline" in spec or self._restricted(other):
                 new["pipeline"] = self.rewrite_pipeline(other, spec.get("pipeline", []), where=f"$unionWith.pipeline of {where}")
-            return {"$unionWith": new}
+            return [{"$unionWith": new}]
         if name == "$graphLookup":
             spec = self._as_dict(spec, "$graphLookup")
             frm = self.check_collection(spec.get("from"), "$graphLookup.from")
@@ -257,14 +254,22 @@ class Rights:
                                     f"by program id): use $lookup")
             new = dict(spec)
             new["from"] = frm
-            if kind in ("alerts", "classifications"):
-                new["restrictSearchWithMatch"] = self.restrict_filter(
-                    frm, self._as_dict(spec.get("restrictSearchWithMatch", {}), "$graphLookup.restrictSearchWithMatch"))
-            return {"$graphLookup": new}
+            if kind not in ("alerts", "classifications"):
+                return [{"$graphLookup": new}]
+            new["restrictSearchWithMatch"] = self.restrict_filter(
+                frm, self._as_dict(spec.get("restrictSearchWithMatch", {}), "$graphLookup.restrictSearchWithMatch"))
+            as_field = spec.get("as")
+            if not isinstance(as_field, str) or not as_field or as_field.startswith("$"):
+                raise APIError(400, "$graphLookup.as must be a field name")
+            # not every MongoDB-wire server applies restrictSearchWithMatch: filter the result too
+            (field, spec_in), = self.condition(frm).items()
+            keep = {"$filter": {"input": f"${as_field}", "as": "found",
+                                "cond": {"$in": [f"$$found.{field}", spec_in["$in"]]}}}
+            return [{"$graphLookup": new}, {"$addFields": {as_field: keep}}]
         if name == "$facet":
             spec = self._as_dict(spec, "$facet")
-            return {"$facet": {k: self.rewrite_pipeline(coll, v, prefix=False, where=f"$facet.{k}") for k, v in spec.items()}}
-        return stage
+            return [{"$facet": {k: self.rewrite_pipeline(coll, v, prefix=False, where=f"$facet.{k}") for k, v in spec.items()}}]
+        return [stage]
 
     def _restricted(self, coll: str) -> bool:
         return coll in self.rules

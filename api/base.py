@@ -64,6 +64,7 @@ def authenticated(method: Callable[..., Awaitable]) -> Callable[..., Awaitable]:
 
     @functools.wraps(method)
     async def wrapper(self: "BaseHandler", *args, **kwargs):
+        await self.authenticate()
         if self.current_user is None:
             raise APIError(401, "Unauthorized")
         return await method(self, *args, **kwargs)
@@ -77,6 +78,7 @@ def admin_only(method: Callable[..., Awaitable]) -> Callable[..., Awaitable]:
 
     @functools.wraps(method)
     async def wrapper(self: "BaseHandler", *args, **kwargs):
+        await self.authenticate()
         if self.current_user is None:
             raise APIError(401, "Unauthorized")
         if not self.is_admin:
@@ -134,6 +136,8 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("Server", "Kowalski")
 
     async def prepare(self) -> None:
+        # Bodies up to 4x the limit are read (and dropped) so that the client gets its 413 with a
+        # message; anything larger is refused at once (the connection is then closed).
         limit = int(self.config["api"]["max_body_bytes"])
         length = self.request.headers.get("Content-Length")
         if length is not None:
@@ -141,15 +145,19 @@ class BaseHandler(tornado.web.RequestHandler):
                 n = int(length)
             except ValueError:
                 raise APIError(400, "invalid Content-Length header") from None
-            if n > limit:
+            if n > 4 * limit:
                 raise APIError(413, f"request body too large: {n} bytes, the limit is {limit} bytes")
+
+    async def authenticate(self) -> None:
+        """Read the token (``Authorization: <token>`` or ``Bearer <token>``), once the body is in."""
         header = self.request.headers.get("Authorization")
-        if header is not None:
-            username = _auth.decode_header(self.config, header)
-            user = await self.state.users.get(self.db, username, self)
-            if user is None:  # a valid signature for a user who no longer exists
-                raise APIError(401, "Unauthorized")
-            self.current_user = user
+        if header is None or self.current_user is not None:
+            return
+        username = _auth.decode_header(self.config, header)
+        user = await self.state.users.get(self.db, username, self)
+        if user is None:  # a valid signature for a user who no longer exists
+            raise APIError(401, "Unauthorized")
+        self.current_user = user
 
     def data_received(self, chunk: bytes) -> None:
         self._size += len(chunk)

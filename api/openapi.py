@@ -11,6 +11,7 @@ import html
 import json
 from typing import Any
 
+from api.auth import SUPPORTED_PENQUINS_VERSIONS
 from api.coords import ANGULAR_UNITS
 from api.handlers.cutouts import CMAPS, CUTOUTS, FORMATS, INTERVALS, STRETCHES
 from api.handlers.queries import INFO_COMMANDS, QUERY_TYPES
@@ -87,9 +88,11 @@ QUERY_EXAMPLES = {
 
 def _schemas() -> dict:
     obj = {"type": "object"}
+    obj_or_text = {"anyOf": [{"type": "object"}, {"type": "string"}],
+                   "description": "an object, or its JSON text (Kowalski also accepted Python literals)"}
     catalog = {"type": "string", "minLength": 1, "description": "a collection name (see info/catalog_names)"}
     catalogs = {"type": "object", "minProperties": 1,
-                "additionalProperties": {"type": "object", "properties": {"filter": obj, "projection": obj}},
+                "additionalProperties": {"type": "object", "properties": {"filter": obj_or_text, "projection": obj_or_text}},
                 "description": "catalog → {filter, projection}"}
     radec = {"description": "{name: [ra, dec]}, [[ra, dec], ...] or 'ra dec' / 'HH:MM:SS ±DD:MM:SS' string; "
                             "degrees or sexagesimal",
@@ -101,10 +104,9 @@ def _schemas() -> dict:
         "sort": {"description": "[[field, 1|-1], ...] or {field: 1|-1}",
                  "oneOf": [{"type": "array", "items": {"type": "array", "minItems": 2, "maxItems": 2}},
                            {"type": "object"}]},
-        "hint": {"oneOf": [{"type": "string"}, {"type": "array"}]},
+        "hint": {"anyOf": [{"type": "string"}, {"type": "array"}, {"type": "object"}]},
         "max_time_ms": {"type": "integer", "minimum": 1, "description": "default 300000"},
-        "filter_first": {"type": "boolean"}, "allowDiskUse": {"type": "boolean"},
-        "save": {"type": "boolean", "description": "ignored (legacy)"}}}
+        "filter_first": {"type": "boolean"}, "allowDiskUse": {"type": "boolean"}}}
 
     def q(qtype: str, query: dict, required: list[str] | None = None) -> dict:
         return {"type": "object", "required": ["query_type", "query"], "properties": {
@@ -118,11 +120,12 @@ def _schemas() -> dict:
         "Success": {"type": "object", "required": ["status"], "properties": {
             "status": {"type": "string", "enum": ["success"]}, "message": {"type": "string"}, "data": {}}},
         "QueryKwargs": kwargs,
-        "FindQuery": q("find", {"catalog": catalog, "filter": obj, "projection": obj}, ["catalog"]),
-        "FindOneQuery": q("find_one", {"catalog": catalog, "filter": obj, "projection": obj}, ["catalog"]),
-        "CountDocumentsQuery": q("count_documents", {"catalog": catalog, "filter": obj}, ["catalog"]),
+        "FindQuery": q("find", {"catalog": catalog, "filter": obj_or_text, "projection": obj_or_text}, ["catalog"]),
+        "FindOneQuery": q("find_one", {"catalog": catalog, "filter": obj_or_text, "projection": obj_or_text}, ["catalog"]),
+        "CountDocumentsQuery": q("count_documents", {"catalog": catalog, "filter": obj_or_text}, ["catalog"]),
         "EstimatedDocumentCountQuery": q("estimated_document_count", {"catalog": catalog}, ["catalog"]),
-        "AggregateQuery": q("aggregate", {"catalog": catalog, "pipeline": {"type": "array", "minItems": 1, "items": obj}},
+        "AggregateQuery": q("aggregate", {"catalog": catalog, "pipeline": {"anyOf": [
+            {"type": "array", "minItems": 1, "items": obj}, {"type": "string"}]}},
                             ["catalog", "pipeline"]),
         "InfoQuery": q("info", {"command": {"type": "string", "enum": list(INFO_COMMANDS)}, "catalog": catalog},
                        ["command"]),
@@ -141,13 +144,35 @@ def _schemas() -> dict:
             "FindQuery", "FindOneQuery", "CountDocumentsQuery", "EstimatedDocumentCountQuery", "AggregateQuery",
             "InfoQuery", "ConeSearchQuery", "NearQuery", "DropQuery")],
             "discriminator": {"propertyName": "query_type"}},
-        "Labels": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+        "Labels": {"type": "object", "minProperties": 1, "additionalProperties": {"type": "object", "properties": {
             "human_labels": {"oneOf": [{"type": "object", "additionalProperties": {"type": "number"}},
                                        {"type": "array", "items": {"type": "string"}}, {"type": "string"}]},
             "ml_scores": {"oneOf": [{"type": "object", "additionalProperties": {"type": "number"}},
                                     {"type": "array", "items": {"type": "string"}}, {"type": "string"}]}}},
             "description": "candid → labels"},
     }
+
+
+def _inline(node: Any, schemas: dict) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+            return _inline(schemas[ref.rsplit("/", 1)[1]], schemas)
+        return {k: _inline(v, schemas) for k, v in node.items() if k != "discriminator"}
+    if isinstance(node, list):
+        return [_inline(v, schemas) for v in node]
+    return node
+
+
+QUERY_SCHEMA_NAMES = {"find": "FindQuery", "find_one": "FindOneQuery", "count_documents": "CountDocumentsQuery",
+                      "estimated_document_count": "EstimatedDocumentCountQuery", "aggregate": "AggregateQuery",
+                      "info": "InfoQuery", "cone_search": "ConeSearchQuery", "near": "NearQuery", "drop": "DropQuery"}
+
+
+def query_schema(query_type: str) -> dict:
+    """The request schema of one query type, self-contained (used to validate requests)."""
+    schemas = _schemas()
+    return _inline(schemas[QUERY_SCHEMA_NAMES[query_type]], schemas)
 
 
 def build_spec(config) -> dict:
@@ -158,8 +183,8 @@ def build_spec(config) -> dict:
     username = {"name": "username", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
     user_body = {"type": "object", "properties": {
         "username": {"type": "string"}, "password": {"type": "string"}, "email": {"type": "string"},
-        "permissions": {"type": "object", "description": "{survey: [programid, ...]}",
-                        "additionalProperties": {"type": "array", "items": {"type": "integer"}}}}}
+        "permissions": {"type": "object", "description": "{survey: [programid, ...]}", "additionalProperties": False,
+                        "properties": {s: {"type": "array", "items": {"type": "integer"}} for s in surveys}}}}
     return {
         "openapi": "3.0.3",
         "info": {
@@ -185,7 +210,7 @@ def build_spec(config) -> dict:
                 "summary": "Get a token", "operationId": "auth", "tags": ["auth"], "security": [],
                 "requestBody": {"required": True, **_json({"type": "object", "required": ["username", "password"], "properties": {
                     "username": {"type": "string", "minLength": 1}, "password": {"type": "string", "minLength": 1},
-                    "penquins.__version__": {"type": "string"}}}, {"username": "admin", "password": "***", "penquins.__version__": "2.4.2"})},
+                    "penquins.__version__": {"type": "string", "enum": list(SUPPORTED_PENQUINS_VERSIONS)}}}, {"username": "admin", "password": "***", "penquins.__version__": "2.4.2"})},
                 "responses": _responses({"description": "A JWT", **_json({"type": "object", "required": ["status", "token"], "properties": {
                     "status": {"type": "string", "enum": ["success"]}, "token": {"type": "string"}}})}, "401")}},
             "/api/users": {"post": {

@@ -368,6 +368,52 @@ class Query:
         return None
 
 
+_validators: dict = {}
+
+
+def validate_request(qt: str, body: dict) -> None:
+    """Check a request against the OpenAPI schema of its query type: wrong types are a 400 that
+    names the field (Kowalski's messages kept where clients compare them)."""
+    import jsonschema_rs
+    from api.openapi import query_schema
+    v = _validators.get(qt)
+    if v is None:
+        v = _validators[qt] = jsonschema_rs.Draft4Validator(query_schema(qt))
+    try:
+        v.validate(body)
+    except jsonschema_rs.ValidationError as exc:
+        raise APIError(400, _schema_message(qt, exc)) from None
+
+
+_WANTED = {"filter": "an object (or its JSON text)", "projection": "an object (or its JSON text)",
+           "pipeline": "a non-empty list of stages (or its JSON text)", "hint": "an index name or key list",
+           "radec": "{name: [ra, dec]}, [[ra, dec], ...] or an 'ra dec' string", "sort": "[[field, 1|-1], ...] or {field: 1|-1}"}
+
+
+def _schema_message(qt: str, exc) -> str:
+    path = ".".join(str(p) for p in exc.instance_path) or "request"
+    last = str(exc.instance_path[-1]) if exc.instance_path else ""
+    kind = type(exc.kind).__name__
+    if path == "kwargs.max_time_ms":
+        return "max_time_ms must be int >= 1"
+    if last == "pipeline" and exc.instance == []:
+        return "Pipeline must contain at least one stage"
+    if path == "query.command":
+        return f"command {exc.instance} not in {INFO_COMMANDS}"
+    if kind == "Enum":
+        return f"{path} must be one of {', '.join(map(str, exc.kind.options))}, not {exc.instance!r}"
+    if kind in ("AnyOf", "OneOfNotValid"):
+        return f"{path} must be {_WANTED.get(last, 'of another type')}"
+    if kind == "Minimum":
+        return f"{path} must be >= {exc.kind.limit}, not {exc.instance!r}"
+    if kind == "Type":
+        names = {"object": "an object", "array": "a list", "string": "a string", "integer": "an integer",
+                 "number": "a number", "boolean": "true or false"}
+        wanted = " or ".join(names.get(t, t) for t in exc.kind.types)
+        return f"{path} must be {wanted}, not {type(exc.instance).__name__}"
+    return f"{path}: {exc.message}"
+
+
 class QueriesHandler(BaseHandler):
     async def catalog_names(self, refresh: bool = False) -> list[str]:
         """Collection names, cached per process; refreshed on a miss by the caller."""
@@ -392,9 +438,10 @@ class QueriesHandler(BaseHandler):
         qt = body.get("query_type")
         if qt not in QUERY_TYPES:
             raise APIError(400, f"query_type {qt} not in {QUERY_TYPES}")
-        query = body.get("query", {})
-        if query is None:
-            query = {}
+        if body.get("query") is None:
+            body["query"] = {}
+        validate_request(qt, body)
+        query = body["query"]
         if not isinstance(query, dict):
             raise APIError(400, f"query must be an object, not {type(query).__name__}")
         kwargs = body.get("kwargs")

@@ -24,8 +24,7 @@ preparation to ~0.6 ms per alert and gives the same arrays (checked in the tests
 from __future__ import annotations
 
 import logging
-import math
-import threading
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,8 +283,6 @@ class Classifier:
         """Set ``classifications.<model>`` (+ ``_version``) on ``docs``; return [(index, reason)] skipped."""
         if not self.models or not docs:
             return []
-        import time
-
         t0 = time.perf_counter()
         triplets, ok, skipped = prepare_triplets(docs, self.survey)
         t1 = time.perf_counter()

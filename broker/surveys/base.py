@@ -13,9 +13,6 @@ from typing import Any, ClassVar, Mapping
 
 from broker.errors import AlertError
 
-_MISSING = object()
-
-
 def get_field(doc: Mapping, dotted: str, default: Any = None) -> Any:
     node: Any = doc
     for part in dotted.split("."):

@@ -1,0 +1,200 @@
+"""Pipeline compilation: a filter version's aggregation pipeline → a ``CompiledPipeline``."""
+
+from __future__ import annotations
+
+import functools
+
+from bson import json_util
+
+from .errors import FilterCompileError, FilterError, FilterRuntimeError, UnsupportedOperator
+from .expressions import Ctx
+from .stages import BATCH, PER_DOC, compile_stage
+
+__all__ = ["CompiledPipeline", "compile_pipeline", "validate_pipeline", "parse_pipeline", "compile_stages"]
+
+
+def parse_pipeline(pipeline) -> list:
+    """A pipeline given as a list, or as a JSON / MongoDB extended-JSON string."""
+    if isinstance(pipeline, (str, bytes)):
+        try:
+            pipeline = json_util.loads(pipeline)
+        except Exception as exc:  # noqa: BLE001 - any parse error is a compile error
+            raise FilterCompileError(f"pipeline is not valid (extended) JSON: {exc}") from None
+    if isinstance(pipeline, dict):
+        raise FilterCompileError("pipeline must be a list of stages, not an object")
+    if not isinstance(pipeline, (list, tuple)):
+        raise FilterCompileError(f"pipeline must be a list of stages, not {type(pipeline).__name__}")
+    if not pipeline:
+        raise FilterCompileError("pipeline must contain at least one stage")
+    return list(pipeline)
+
+
+def _chain(fns):
+    fns = tuple(fns)
+    if len(fns) == 1:
+        return fns[0]
+    if len(fns) == 2:
+        f1, f2 = fns
+
+        def chain2(doc):
+            doc = f1(doc)
+            if doc is None:
+                return None
+            return f2(doc)
+        return chain2
+    if len(fns) == 3:
+        f1, f2, f3 = fns
+
+        def chain3(doc):
+            doc = f1(doc)
+            if doc is None:
+                return None
+            doc = f2(doc)
+            if doc is None:
+                return None
+            return f3(doc)
+        return chain3
+
+    def chain(doc):
+        for f in fns:
+            doc = f(doc)
+            if doc is None:
+                return None
+        return doc
+    return chain
+
+
+def _batch_of(chain):
+    def per_doc_batch(docs):
+        out = []
+        for d in docs:
+            r = chain(d)
+            if r is not None:
+                out.append(r)
+        return out
+    return per_doc_batch
+
+
+def _compile_list(pipeline, ctx, nested=False, offset=0):
+    """→ (batch functions, fused per-doc function or None)."""
+    compiled = []
+    for i, stage in enumerate(pipeline, 1):
+        n = i + offset
+        if not isinstance(stage, dict):
+            raise FilterCompileError(f"stage {n} must be an object, not {type(stage).__name__}", stage_index=n)
+        if len(stage) != 1:
+            raise FilterCompileError(f"stage {n}: a pipeline stage specification object must contain exactly one "
+                                     f"field, found {len(stage)}", stage_index=n)
+        name, spec = next(iter(stage.items()))
+        try:
+            kind, fn = compile_stage(name, spec, ctx)
+        except UnsupportedOperator as exc:
+            word = "forbidden" if exc.forbidden else "unsupported"
+            what = "stage" if exc.operator == name else "operator"
+            msg = (f"{word} stage {name} in stage {n}" if what == "stage"
+                   else f"{word} operator {exc.operator} in stage {n} ({name})")
+            raise UnsupportedOperator(msg, operator=exc.operator, stage_index=n, stage=name,
+                                      forbidden=exc.forbidden) from None
+        except FilterCompileError as exc:
+            raise FilterCompileError(f"invalid {name} in stage {n}: {exc}", operator=exc.operator, stage_index=n,
+                                     stage=name) from None
+        except RecursionError:
+            raise FilterCompileError(f"stage {n} ({name}) is nested too deeply", stage_index=n, stage=name) from None
+        compiled.append((kind, fn))
+    batches = []
+    run_of_doc = []
+    for kind, fn in compiled:
+        if kind == PER_DOC:
+            run_of_doc.append(fn)
+            continue
+        if run_of_doc:
+            batches.append(_batch_of(_chain(run_of_doc)))
+            run_of_doc = []
+        batches.append(fn)
+    fused = None
+    if run_of_doc:
+        if not batches:
+            fused = _chain(run_of_doc)
+        batches.append(_batch_of(_chain(run_of_doc)))
+    return batches, fused
+
+
+def compile_stages(pipeline, ctx=None, nested=False):
+    """A nested pipeline ($facet) → run(docs) -> docs."""
+    batches, _ = _compile_list(pipeline, ctx or Ctx(), nested)
+
+    def run(docs):
+        for b in batches:
+            docs = b(docs)
+        return docs
+    return run
+
+
+class CompiledPipeline:
+    """A compiled filter pipeline.
+
+    ``run(docs)`` evaluates the pipeline over a list of documents (like ``aggregate``);
+    ``passes(doc)`` evaluates it on one alert and returns the first output document or None.
+    Input documents are never modified; output documents may share sub-objects with the input
+    (copy before mutating them).
+    """
+
+    __slots__ = ("pipeline", "_batches", "_fused", "n_stages")
+
+    def __init__(self, pipeline: list, batches, fused):
+        self.pipeline = pipeline
+        self._batches = tuple(batches)
+        self._fused = fused
+        self.n_stages = len(pipeline)
+
+    def run(self, docs) -> list:
+        docs = list(docs)
+        try:
+            for b in self._batches:
+                docs = b(docs)
+        except FilterError:
+            raise
+        except RecursionError:
+            raise FilterRuntimeError("document or expression nested too deeply") from None
+        except Exception as exc:  # noqa: BLE001 - anything else is a runtime error of this filter
+            raise FilterRuntimeError(f"{type(exc).__name__}: {exc}") from exc
+        return docs
+
+    def passes(self, doc: dict):
+        fused = self._fused
+        if fused is not None:
+            try:
+                return fused(doc)
+            except FilterError:
+                raise
+            except RecursionError:
+                raise FilterRuntimeError("document or expression nested too deeply") from None
+            except Exception as exc:  # noqa: BLE001
+                raise FilterRuntimeError(f"{type(exc).__name__}: {exc}") from exc
+        out = self.run([doc])
+        return out[0] if out else None
+
+    def __repr__(self) -> str:
+        names = [next(iter(s)) for s in self.pipeline]
+        return f"CompiledPipeline({' | '.join(names)})"
+
+
+def compile_pipeline(pipeline) -> CompiledPipeline:
+    """Compile an aggregation pipeline (list, or JSON / extended-JSON string) once."""
+    if isinstance(pipeline, str):
+        return _compile_cached(pipeline)
+    stages = parse_pipeline(pipeline)
+    batches, fused = _compile_list(stages, Ctx())
+    return CompiledPipeline(stages, batches, fused)
+
+
+@functools.lru_cache(maxsize=2048)
+def _compile_cached(text: str) -> CompiledPipeline:
+    stages = parse_pipeline(text)
+    batches, fused = _compile_list(stages, Ctx())
+    return CompiledPipeline(stages, batches, fused)
+
+
+def validate_pipeline(pipeline) -> None:
+    """Raise FilterCompileError when the pipeline would be refused (unknown/forbidden operators, bad specs)."""
+    compile_pipeline(pipeline)

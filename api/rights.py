@@ -59,8 +59,6 @@ def check_forbidden(obj: Any, where: str = "request", _depth: int = 0) -> None:
 
 def validate_permissions(config: Config, perms: Any) -> dict[str, list[int]]:
     """``{survey: [programid, ...]}`` with configured surveys and integer program ids."""
-    if perms is None:
-        return {}
     if not isinstance(perms, dict):
         raise APIError(400, 'permissions must be an object like {"ztf": [1, 2]}')
     out: dict[str, list[int]] = {}

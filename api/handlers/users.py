@@ -77,14 +77,16 @@ class UserHandler(_UsersBase):
         admin = self.config["admin"]["username"]
         new_name = body.get("username")
         update: dict = {}
-        if body.get("password") is not None:
+        if "password" in body:
             update["password"] = await hash_password(self.config, check_password_value(body["password"]))
-        if body.get("email") is not None:
+        if "email" in body:
             if not isinstance(body["email"], str):
                 raise APIError(400, "email must be a string")
             update["email"] = body["email"]
-        if body.get("permissions") is not None:
+        if "permissions" in body:
             update["permissions"] = validate_permissions(self.config, body["permissions"])
+        if "username" in body and not isinstance(new_name, str):
+            raise APIError(400, "username must be a string")
         if new_name is not None and new_name != username:
             if username == admin:
                 raise APIError(400, "cannot rename the superuser!")

@@ -146,6 +146,7 @@ class BaseHandler(tornado.web.RequestHandler):
             except ValueError:
                 raise APIError(400, "invalid Content-Length header") from None
             if n > 4 * limit:
+                self._unread_body = True  # answered before the body: no keep-alive
                 raise APIError(413, f"request body too large: {n} bytes, the limit is {limit} bytes")
 
     async def authenticate(self) -> None:
@@ -225,6 +226,8 @@ class BaseHandler(tornado.web.RequestHandler):
             message = self._reason
         if status_code == 401:
             message = "Unauthorized"
+        if getattr(self, "_unread_body", False):
+            self.set_header("Connection", "close")
         if status_code == 405:
             self.set_header("Allow", ", ".join(self.allowed_methods()))
         self.clear_header("Content-Disposition")
@@ -285,7 +288,12 @@ class BaseHandler(tornado.web.RequestHandler):
 
 
 class NotFoundHandler(BaseHandler):
-    """Unknown routes: 404 ``{"status": "error", "message": "Not Found"}``."""
+    """Unknown routes: 404 ``{"status": "error", "message": "Not Found"}``.
 
-    async def prepare(self) -> None:
+    Answered from the methods, after the request is read: answering from prepare() would make
+    tornado drop the keep-alive connection under the client's feet."""
+
+    async def _not_found(self, *args, **kwargs):
         raise APIError(404, "Not Found")
+
+    get = post = put = patch = delete = head = options = _not_found

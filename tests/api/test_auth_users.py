@@ -198,3 +198,22 @@ def test_unknown_route_and_method(api):
     r = api.get("/api/queries", token=api.admin_token)
     assert r.status_code == 405 and r.json()["status"] == "error"
     assert "POST" in r.headers.get("Allow", "")
+
+
+def test_huge_declared_body_is_refused_at_once(api):
+    import socket
+    from urllib.parse import urlsplit
+    u = urlsplit(api.url)
+    limit = int(api.config["api"]["max_body_bytes"])
+    with socket.create_connection((u.hostname, u.port), timeout=10) as s:
+        s.sendall(f"POST /api/queries HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  f"Content-Length: {limit * 10}\r\n\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data or b"}" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413") and b"Connection: close" in head
+    assert b"too large" in body

@@ -56,6 +56,7 @@ def cmd_up(args) -> int:
             if svc.name == "database" and config["database"].get("build_indexes", True):
                 from kowalski.db import ensure_indexes
                 ensure_indexes(config)
+            svc.after_start()
     except (ServiceError, Exception):
         for svc in reversed(started):  # leave no stray processes behind
             svc.stop()

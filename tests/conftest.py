@@ -18,6 +18,7 @@ from kowalski.config import Config, load_config
 from kowalski.services import all_services
 
 ROOT = Path(__file__).resolve().parent.parent
+INFRA = ("database", "kafka")
 
 
 def _shared_data() -> Path:
@@ -45,6 +46,8 @@ def services():
     config = load_config()
     started = []
     for svc in all_services(config):
+        if svc.name not in INFRA:
+            continue  # components (broker, api) are started by their own tests
         if svc.embedded and svc.pid() is None:
             started.append(svc)
         svc.start()

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from kowalski.config import load_config
+from kowalski.services import all_services
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -23,6 +25,9 @@ def _env(var: Path, **extra) -> dict:
         "KOWALSKI_KAFKA__EMBEDDED__LIB_DIR": str(ROOT / "var" / "lib" / "kafka"),  # reuse fetched jars
         "KOWALSKI_DATABASE__EMBEDDED__PORT": "27117",
         "KOWALSKI_MONGODB_URI": "mongodb://127.0.0.1:27117/",
+        "KOWALSKI_BROKER__METRICS__PORT": "29108",
+        "KOWALSKI_API__PORT": "24000",
+        "KOWALSKI_API__URL": "http://127.0.0.1:24000",
     })
     env.update(extra)
     return env
@@ -39,6 +44,7 @@ def processes_mentioning(text: str) -> list[int]:
         if p.name.isdigit():
             try:
                 cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                cmd += (p / "environ").read_bytes().replace(b"\0", b" ").decode(errors="replace")
                 state = (p / "stat").read_text().rsplit(")", 1)[1].split()[0]
             except OSError:
                 continue
@@ -65,19 +71,21 @@ def test_up_twice_status_down(instance):
     assert pids, "no service process found"
     second = kowalski("up", env=env)
     assert second.returncode == 0, second.stderr
-    assert second.stdout.count("already running") == 2
+    n_services = len(all_services(load_config(environ=env)))
+    assert n_services >= 3  # database, kafka, broker (+ api)
+    assert second.stdout.count("already running") == n_services
     assert sorted(processes_mentioning(str(var))) == pids  # nothing new was started
     st = kowalski("status", env=env)
     assert st.returncode == 0
     lines = {l.split()[0]: l for l in st.stdout.splitlines()}
-    assert "healthy" in lines["kafka"].split() and "healthy" in lines["database"].split()
+    assert all("healthy" in lines[name].split() for name in lines), st.stdout
     logs = kowalski("logs", "kafka", env=env)
     assert logs.returncode == 0 and "starting:" in logs.stdout
     down = kowalski("down", env=env)
-    assert down.returncode == 0 and down.stdout.count("stopped") == 2
-    assert processes_mentioning(str(var)) == []
+    assert down.returncode == 0 and down.stdout.count("stopped") == n_services
+    assert processes_mentioning(str(var)) == []  # incl. Dask workers of the broker
     st = kowalski("status", env=env)
-    assert st.returncode == 3 and st.stdout.count("stopped") == 2
+    assert st.returncode == 3 and st.stdout.count("stopped") == n_services
 
 
 def test_port_taken_is_one_clear_line(instance):

@@ -5,11 +5,12 @@ from __future__ import annotations
 from kowalski.config import Config
 from kowalski.services.api import ApiService
 from kowalski.services.base import Service, ServiceError, Status
+from kowalski.services.broker import BrokerService
 from kowalski.services.database import DatabaseService
 from kowalski.services.kafka import KafkaService
 
 # Start order; stop runs in reverse. Later components (broker, api, hub) append here.
-SERVICE_CLASSES: list[type[Service]] = [DatabaseService, KafkaService, ApiService]
+SERVICE_CLASSES: list[type[Service]] = [DatabaseService, KafkaService, ApiService, BrokerService]
 
 
 def all_services(config: Config) -> list[Service]:

@@ -110,6 +110,9 @@ class Service:
     def failure_hint(self, log_tail: str) -> str:
         return f"see {self.log_file}"
 
+    def after_start(self) -> None:
+        """Called by `kowalski up` once the service is healthy (started now or before)."""
+
     # --- generic lifecycle ---------------------------------------------------------------
     def pid(self) -> int | None:
         try:

@@ -1,0 +1,291 @@
+"""The alert broker's main loop: Kafka → Dask workers → durable store → offset commit.
+
+Delivery guarantee: at-least-once from Kafka plus idempotent writes (unique candid, merged aux
+history) = no alert lost or duplicated across crashes and restarts. Concretely:
+- auto-commit is off; a batch's offsets are committed only after its alerts and their object
+  histories are written (and its bad messages are in the dead-letter topic);
+- batches are completed in the order they were consumed, so committed offsets only move forward
+  over work that is durable;
+- a crash re-delivers at most the uncommitted batches, whose re-insertion is a no-op.
+
+Backpressure: at most `max_inflight` batches are on the Dask cluster; when they are all busy the
+loop stops consuming. A database outage pauses the assigned partitions and retries the write
+with backoff until the database answers again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError
+
+from broker import metrics
+from broker.stages.crossmatch import CrossMatcher
+from kowalski.config import Config
+
+log = logging.getLogger("kowalski.broker")
+
+DB_DOWN_ERRORS = (AutoReconnect, ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError)
+
+
+@dataclass
+class Batch:
+    survey: str
+    messages: list  # confluent_kafka.Message
+    future: object
+    submitted: float = field(default_factory=time.monotonic)
+
+
+def topic_patterns(config: Config, survey: str) -> str:
+    from broker.surveys import get_survey
+
+    pattern = get_survey(survey, config).topic_pattern
+    return pattern if pattern.startswith("^") else "^" + pattern
+
+
+class AlertBroker:
+    def __init__(self, config: Config, surveys: list[str], group_id: str | None = None,
+                 scheduler_address: str | None = None, metrics_port: int | None = None):
+        bc = config["broker"]
+        self.config = config
+        self.surveys = [s.lower() for s in surveys]
+        self.patterns = {s: re.compile(topic_patterns(config, s)) for s in self.surveys}
+        self.group_id = group_id or bc["group_id"]
+        self.batch_size = int(bc["batch_size"])
+        self.max_inflight = int(bc["max_inflight"])
+        self.poll_timeout = float(bc["poll_timeout_s"])
+        self.dlq_suffix = bc["dlq_suffix"]
+        self.scheduler_address = scheduler_address or bc["dask"].get("scheduler_address")
+        self.metrics_port = bc["metrics"]["port"] if metrics_port is None else metrics_port
+        self.stop_event = threading.Event()
+        self.inflight: deque[Batch] = deque()
+        self.pending: list = []  # messages received while paused (delivered by a poll)
+        self.paused = False
+        self.crossmatchers = {s: CrossMatcher(config, s) for s in self.surveys}
+        self.stats = metrics.BrokerStats(self.surveys)
+        self.client = self.cluster = None
+        self.consumer = self.producer = None
+        self.http = None
+
+    # --- set-up ---------------------------------------------------------------------------
+    def _start_dask(self):
+        from dask.distributed import Client, LocalCluster
+
+        dc = self.config["broker"]["dask"]
+        if self.scheduler_address:
+            self.client = Client(self.scheduler_address)
+        else:
+            self.cluster = LocalCluster(n_workers=int(dc["n_workers"]), threads_per_worker=1, processes=True,
+                                        dashboard_address=dc.get("dashboard_address"),
+                                        memory_limit=dc.get("memory_limit", "auto"), silence_logs=logging.WARNING)
+            self.client = Client(self.cluster)
+        log.info("dask: %s", self.client)
+
+    def _start_kafka(self):
+        servers = self.config["kafka"]["bootstrap_servers"]
+        self.consumer = Consumer({
+            "bootstrap.servers": servers,
+            "group.id": self.group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "max.poll.interval.ms": 3_600_000,  # a database outage may hold a batch for long
+            "topic.metadata.refresh.interval.ms": 10_000,  # pick up new nightly topics fast
+            "fetch.message.max.bytes": 16 * 1024 * 1024,
+        })
+        self.producer = Producer({"bootstrap.servers": servers, "enable.idempotence": True,
+                                  "message.max.bytes": 16 * 1024 * 1024})
+        self.consumer.subscribe([p.pattern for p in self.patterns.values()], on_revoke=self._on_revoke)
+        log.info("subscribed group=%s patterns=%s", self.group_id, [p.pattern for p in self.patterns.values()])
+
+    def _survey_of(self, topic: str) -> str | None:
+        for s, p in self.patterns.items():
+            if p.match(topic):
+                return s
+        return None
+
+    # --- main loop ------------------------------------------------------------------------
+    def run(self) -> None:
+        self._start_dask()
+        self._start_kafka()
+        if self.metrics_port is not None and self.metrics_port >= 0:
+            self.http = serve_http(self, self.config["broker"]["metrics"]["host"], self.metrics_port)
+        self.stats.state = "running"
+        try:
+            while not self.stop_event.is_set():
+                while self.inflight and (self.inflight[0].future.done() or len(self.inflight) >= self.max_inflight):
+                    self._complete(self.inflight.popleft())
+                msgs = self.pending or self.consumer.consume(num_messages=self.batch_size, timeout=self.poll_timeout)
+                self.pending = []
+                if msgs:
+                    self._submit(msgs)
+            log.info("stopping: draining %d in-flight batches", len(self.inflight))
+            self._drain()
+        finally:
+            self.stats.state = "stopped"
+            self.close()
+
+    def _submit(self, msgs: list) -> None:
+        from broker.pipeline import process_messages
+
+        groups: dict[str, list] = {}
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("kafka: %s", err)
+                continue
+            survey = self._survey_of(m.topic())
+            if survey is None:  # cannot happen with our subscription; never drop silently
+                self._dead_letter(m, f"topic {m.topic()} matches no configured survey", "unknown")
+                continue
+            groups.setdefault(survey, []).append(m)
+        for survey, ms in groups.items():
+            values = [m.value() or b"" for m in ms]
+            fut = self.client.submit(process_messages, survey, values, self.config, pure=False, retries=1)
+            self.inflight.append(Batch(survey, ms, fut))
+
+    def _complete(self, batch: Batch) -> None:
+        from broker.pipeline import process_messages, store_batch
+
+        try:
+            result = batch.future.result()
+        except Exception as exc:  # a worker died twice on this batch: do it here, not lose it
+            log.error("batch of %d %s alerts failed on dask (%s); processing it locally", len(batch.messages),
+                      batch.survey, exc)
+            result = process_messages(batch.survey, [m.value() or b"" for m in batch.messages], self.config)
+        t0 = time.monotonic()
+        counts = {**self._store_with_retry(batch.survey, result), "failed": len(result.failed)}
+        t_store = time.monotonic() - t0
+        for idx, reason in result.failed:
+            self._dead_letter(batch.messages[idx], reason, batch.survey)
+        if result.failed:
+            self.producer.flush(30)
+        self._commit(batch.messages)
+        now_ms = time.time() * 1000
+        failed = {i for i, _ in result.failed}
+        latencies = [(now_ms - m.timestamp()[1]) / 1000 for i, m in enumerate(batch.messages)
+                     if i not in failed and m.timestamp()[1] > 0]
+        self.stats.record_batch(batch.survey, len(batch.messages), counts, result.timings, t_store, latencies)
+
+    def _store_with_retry(self, survey: str, result) -> dict:
+        from broker.pipeline import store_batch
+
+        delay = 0.5
+        while True:
+            try:
+                counts = store_batch(self.config, survey, result, crossmatch=self.crossmatchers[survey])
+                if self.paused:
+                    self._resume()
+                return counts
+            except DB_DOWN_ERRORS as exc:
+                if not self.paused:
+                    log.error("database unavailable (%s): pausing consumption until it returns",
+                              str(exc).split(",")[0][:160])
+                    self._pause()
+                    self.stats.db_outages += 1
+                # keep the group membership alive; anything delivered meanwhile is kept for later
+                m = self.consumer.poll(min(delay, 5.0))
+                if m is not None:
+                    self.pending.append(m)
+                delay = min(delay * 2, 5.0)
+
+    def _pause(self):
+        self.consumer.pause(self.consumer.assignment())
+        self.paused = True
+        self.stats.state = "paused: database unavailable"
+
+    def _resume(self):
+        self.consumer.resume(self.consumer.assignment())
+        self.paused = False
+        self.stats.state = "running"
+        log.info("database is back: consumption resumed")
+
+    def _dead_letter(self, msg, reason: str, survey: str) -> None:
+        topic = msg.topic() + self.dlq_suffix
+        headers = {"reason": reason, "source_topic": msg.topic(), "source_partition": str(msg.partition()),
+                   "source_offset": str(msg.offset()), "survey": survey}
+        log.warning("dead letter %s[%d]@%d -> %s: %s", msg.topic(), msg.partition(), msg.offset(), topic, reason)
+        self.producer.produce(topic, msg.value() or b"", key=msg.key(), headers=list(headers.items()))
+        self.stats.dead_letters += 1
+
+    def _commit(self, msgs: list) -> None:
+        last: dict[tuple[str, int], int] = {}
+        for m in msgs:
+            key = (m.topic(), m.partition())
+            last[key] = max(last.get(key, -1), m.offset())
+        offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+        if offsets:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+
+    def _drain(self) -> None:
+        while self.inflight:
+            self._complete(self.inflight.popleft())
+
+    def _on_revoke(self, consumer, partitions) -> None:
+        """Finish and commit what we hold before partitions move to another member."""
+        if self.inflight:
+            log.info("partitions revoked: completing %d in-flight batches first", len(self.inflight))
+            self._drain()
+
+    def stop(self, *_):
+        self.stop_event.set()
+
+    def close(self) -> None:
+        for closer in (lambda: self.consumer and self.consumer.close(),
+                       lambda: self.producer and self.producer.flush(10),
+                       lambda: self.client and self.client.close(),
+                       lambda: self.cluster and self.cluster.close(),
+                       lambda: self.http and self.http.shutdown()):
+            try:
+                closer()
+            except Exception as exc:  # shutting down: report, keep closing the rest
+                log.warning("shutdown: %s", exc)
+
+
+def serve_http(broker: AlertBroker, host: str, port: int) -> ThreadingHTTPServer:
+    """/metrics (Prometheus), /healthz and /stats (JSON) in a daemon thread."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path.startswith("/metrics"):
+                body, ctype = metrics.prometheus_text(), metrics.PROMETHEUS_CONTENT_TYPE
+                code = 200
+            elif self.path.startswith("/healthz"):
+                ok = broker.stats.state == "running"
+                body = json.dumps({"status": "ok" if ok else broker.stats.state}).encode()
+                ctype, code = "application/json", 200 if ok else 503
+            elif self.path.startswith("/stats"):
+                body, ctype, code = json.dumps(broker.stats.snapshot()).encode(), "application/json", 200
+            else:
+                body, ctype, code = b'{"status": "error", "message": "not found"}', "application/json", 404
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True, name="broker-http").start()
+    broker.config.var_dir.joinpath("run").mkdir(parents=True, exist_ok=True)
+    broker.config.var_dir.joinpath("run", "broker.port").write_text(str(server.server_address[1]))
+    log.info("metrics on http://%s:%d/metrics", host, server.server_address[1])
+    return server
+
+
+def run_broker(config: Config, surveys: list[str], **kwargs) -> None:
+    broker = AlertBroker(config, surveys, **kwargs)
+    signal.signal(signal.SIGTERM, broker.stop)
+    signal.signal(signal.SIGINT, broker.stop)
+    broker.run()

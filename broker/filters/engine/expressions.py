@@ -206,7 +206,8 @@ def _add_values(vals, op="$add"):
             total = math.fsum(floats) + ints if floats else ints
         if total != total or math.isinf(total):
             raise _err("Date overflow", 40150)
-        return _ms_to_date(_date_to_ms(date) + int(round(total)))
+        # llround: half away from zero
+        return _ms_to_date(_date_to_ms(date) + int(math.copysign(math.floor(abs(total) + 0.5), total)))
     if kind == 3:
         total = DEC_CTX.create_decimal(ints)
         for x in decs:
@@ -262,7 +263,10 @@ def _subtract(a, b):
         if isinstance(b, datetime.datetime):
             return Int64(_date_to_ms(a) - _date_to_ms(b))
         if is_number(b):
-            return _ms_to_date(_date_to_ms(a) - int(round(_to_float(b))))
+            f = _to_float(b)
+            if f != f or math.isinf(f):
+                raise _err("Date overflow", 40150)
+            return _ms_to_date(_date_to_ms(a) - int(f))  # coerceToLong: truncation
         raise _err(f"can't $subtract {type_name(b)} from date", 16613)
     ka, kb = _kind(a), _kind(b)
     if ka == -1 or kb == -1:
@@ -841,6 +845,19 @@ def _binary(fn):
 
 # --- arithmetic -------------------------------------------------------------------------------
 
+def _lazy_values(fns, doc, vars):
+    """Evaluate arguments in order, stopping at the first null / missing one (as MongoDB's
+    $add / $multiply do: later arguments are then not evaluated)."""
+    vals = []
+    for f in fns:
+        v = f(doc, vars)
+        if v is None or v is MISSING:
+            vals.append(v)
+            break
+        vals.append(v)
+    return vals
+
+
 def _c_add(spec, ctx, op):
     fns = _args(op, spec, ctx, 0, None)
     if len(fns) == 2:
@@ -848,6 +865,8 @@ def _c_add(spec, ctx, op):
 
         def add2(doc, vars):
             x = a(doc, vars)
+            if x is None or x is MISSING:
+                return None
             y = b(doc, vars)
             if type(x) is float and type(y) is float:
                 return x + y
@@ -855,7 +874,7 @@ def _c_add(spec, ctx, op):
         return _fold(add2, fns)
 
     def add(doc, vars):
-        return _add_values([f(doc, vars) for f in fns])
+        return _add_values(_lazy_values(fns, doc, vars))
     return _fold(add, fns)
 
 
@@ -863,7 +882,7 @@ def _c_multiply(spec, ctx, op):
     fns = _args(op, spec, ctx, 0, None)
 
     def mul(doc, vars):
-        vals = [f(doc, vars) for f in fns]
+        vals = _lazy_values(fns, doc, vars)
         if len(vals) == 2 and type(vals[0]) is float and type(vals[1]) is float:
             return vals[0] * vals[1]
         return _mul_values(vals)
@@ -897,7 +916,10 @@ def _c_round(truncate):
         p = fns[1] if len(fns) > 1 else _const(0)
 
         def f(doc, vars):
-            return _round_trunc(op, a(doc, vars), p(doc, vars), truncate)
+            x = a(doc, vars)
+            if x is None or x is MISSING:
+                return None
+            return _round_trunc(op, x, p(doc, vars), truncate)
         return _fold(f, fns)
     return comp
 
@@ -1412,10 +1434,10 @@ def _c_index_of_array(spec, ctx, op):
     fns = _args(op, spec, ctx, 2, 4)
 
     def f(doc, vars):
-        vals = [fn(doc, vars) for fn in fns]
-        arr = vals[0]
+        arr = fns[0](doc, vars)
         if _nullish(arr):
-            return None
+            return None  # the other arguments are not evaluated
+        vals = [arr] + [fn(doc, vars) for fn in fns[1:]]
         if type(arr) is not list:
             raise _err(f"$indexOfArray requires an array as a first argument, found: {type_name(arr)}", 40090)
         n = len(arr)

@@ -5,10 +5,11 @@ Expression paths (``"$a.b"``): an array met on the way is mapped element by elem
 omitted), so ``"$prv_candidates.rb"`` is the array of the ``rb`` values.  Numeric components
 are field names, never array indexes.
 
-Query paths (``{"a.b": ...}``): every value reachable through the path is a candidate; a
-numeric component indexes an array; a leaf array contributes its elements and itself (one
-level).  A path that stops on a non-document yields MISSING, a path that continues through an
-array only yields what its sub-documents give.
+Query paths (``{"a.b": ...}``): every value reachable through the path is a candidate; an
+array met on the way continues the path in each of its sub-documents, and a numeric component
+also indexes the array; a leaf array contributes its elements and itself (one level).  A path
+that stops on a non-document yields MISSING, a path that continues through an array only yields
+what its sub-documents (or the indexed element) give.
 """
 
 from __future__ import annotations
@@ -100,14 +101,16 @@ def _q_walk(v, parts, i, expand, out):
             i += 1
         elif isinstance(v, list):
             p = parts[i]
-            if p.isdigit():
-                idx = int(p)
-                v = v[idx] if idx < len(v) else MISSING
-                i += 1
-                continue
+            # every element document continues the path with this component as a field name
             for e in v:
                 if isinstance(e, dict):
                     _q_walk(e, parts, i, expand, out)
+            if p.isdigit():  # ... and a numeric component also indexes the array
+                idx = int(p)
+                if idx < len(v):
+                    _q_walk(v[idx], parts, i + 1, expand, out)
+                else:
+                    out.append(MISSING)
             return
         else:
             out.append(MISSING)

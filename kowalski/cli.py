@@ -19,7 +19,7 @@ import yaml
 from kowalski.config import ConfigError, get_config, get_path, redact
 from kowalski.services import ServiceError, all_services, get_service
 
-COMMAND_MODULES: list[str] = ["broker.cli", "api.cli"]  # modules with register(subparsers)
+COMMAND_MODULES: list[str] = ["broker.cli", "broker.bench", "api.cli"]  # modules with register(subparsers)
 
 
 class CLIError(Exception):

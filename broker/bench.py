@@ -1,0 +1,216 @@
+"""`kowalski bench ingest`: the whole pipeline on replicated real alerts, with figures.
+
+Runs, in a database of its own (`kowalski_bench`):
+1. the kernel bound: the unavoidable per-alert CPU work (decode, cutouts, the six models), in
+   isolation, turned into alerts/s for the cores the Dask cluster has;
+2. the pipeline without the database write: Kafka → Dask (decode, mongify, ML) → cross-match
+   against the bench catalogs → offsets committed;
+3. end to end: the same plus the durable writes (alerts + aux history);
+4. latency Kafka → stored at a steady rate (default 50 alerts/s).
+Alerts are the real ZTF samples, replicated with fresh ids (marked synthetic in the packet).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import platform
+import re
+import threading
+import time
+import uuid
+
+from broker.consumer import AlertBroker
+from kowalski import db
+from kowalski.bench import get_bench_subparsers, percentile
+from kowalski.config import load_config
+
+BENCH_DB = "kowalski_bench"
+
+
+def _payloads(config, n: int, first_copy: int = 0) -> list[bytes]:
+    """n message values: the real ZTF alerts (copy 0), then synthetic copies of them."""
+    from broker.bench_kernel import sample_messages
+    from broker.produce import synthetic_copy
+
+    base = list(dict.fromkeys(sample_messages(config, 200)))  # the unique real files, in order
+    out = list(base[:n]) if first_copy == 0 else []
+    k = max(1, first_copy)
+    while len(out) < n:
+        for data in base:
+            if len(out) >= n:
+                break
+            out.append(synthetic_copy(data, k))
+        k += 1
+    return out
+
+
+def _produce(servers: str, topic: str, payloads: list[bytes], rate: float | None = None) -> None:
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": servers, "linger.ms": 5, "message.max.bytes": 16 * 1024 * 1024})
+    t0 = time.monotonic()
+    for i, data in enumerate(payloads):
+        while True:
+            try:
+                p.produce(topic, data)
+                break
+            except BufferError:
+                p.poll(0.05)
+        p.poll(0)
+        if rate:
+            ahead = (i + 1) / rate - (time.monotonic() - t0)
+            if ahead > 0:
+                time.sleep(ahead)
+    p.flush(60)
+
+
+def ensure_bench_catalogs(config, n_catalogs: int, sources: int) -> list[str]:
+    """Synthetic catalogs around the sample alerts' positions, built once and reused."""
+    from broker.catalogs import synth_catalog
+
+    names = []
+    for i in range(1, n_catalogs + 1):
+        name = f"bench_catalog_{i}"
+        have = db.get_db(config)[name].estimated_document_count()
+        if have != sources:
+            print(f"  building {name} with {sources:,} sources (once; reused by later runs) ...", flush=True)
+            # No 2dsphere index: the broker matches in memory, and building one over 1e6 points
+            # takes the local Python database ~1 ms per document.
+            synth_catalog(config, name, sources, seed=i, progress=True, geo_index=False)
+        names.append(name)
+    return names
+
+
+class _Run:
+    """A broker in a thread on its own topic; waits for a number of processed messages."""
+
+    def __init__(self, config, write: bool, tag: str):
+        self.topic = f"ztf_20991231_programid1_{tag}{uuid.uuid4().hex[:6]}"
+        cfg = load_config(environ={**os.environ, "KOWALSKI_DATABASE__NAME": config["database"]["name"]})
+        cfg["surveys"]["ztf"]["topic_pattern"] = f"^{re.escape(self.topic)}$"
+        cfg["crossmatch"] = config["crossmatch"]
+        self.broker = AlertBroker(cfg, ["ztf"], group_id=f"bench-{uuid.uuid4().hex[:8]}", metrics_port=-1,
+                                  write=write)
+        self.thread = threading.Thread(target=self.broker.run, daemon=True)
+        self.thread.start()
+
+    def processed(self) -> int:
+        return self.broker.stats.snapshot()["surveys"]["ztf"]["messages"]
+
+    def wait(self, n: int, timeout: float = 3600) -> None:
+        t0 = time.monotonic()
+        while self.processed() < n:
+            if not self.thread.is_alive():
+                raise RuntimeError("the broker stopped during the benchmark (see the log above)")
+            if time.monotonic() - t0 > timeout:
+                raise RuntimeError(f"only {self.processed()} of {n} alerts processed after {timeout} s")
+            time.sleep(0.05)
+
+    def stop(self):
+        self.broker.stop()
+        self.thread.join(120)
+
+
+def _measure(config, payloads, write: bool, warmup: list[bytes]) -> dict:
+    servers = config["kafka"]["bootstrap_servers"]
+    run = _Run(config, write, "w" if write else "n")
+    try:
+        _produce(servers, run.topic, warmup)  # starts the workers' models and the catalogs' trees
+        run.wait(len(warmup))
+        before = run.broker.stats.snapshot()["surveys"]["ztf"]
+        lat_before = len(run.broker.stats.latencies)
+        t0 = time.monotonic()
+        _produce(servers, run.topic, payloads)
+        run.wait(len(warmup) + len(payloads))
+        secs = time.monotonic() - t0
+        after = run.broker.stats.snapshot()["surveys"]["ztf"]
+    finally:
+        run.stop()
+    n = len(payloads)
+    stage = {}
+    for k, v in after["ms_per_alert"].items():
+        total_ms = v * after["messages"] - before["ms_per_alert"].get(k, 0) * before["messages"]
+        stage[k] = total_ms / n
+    return {"alerts": n, "seconds": secs, "rate": n / secs, "stage_ms": stage,
+            "stored": after["stored"] - before["stored"], "failed": after["failed"] - before["failed"],
+            "latencies": run.broker.stats.latencies[lat_before:]}
+
+
+def _measure_latency(config, payloads, rate: float) -> dict:
+    servers = config["kafka"]["bootstrap_servers"]
+    run = _Run(config, True, "l")
+    try:
+        _produce(servers, run.topic, payloads[:32])
+        run.wait(32)
+        lat_before = len(run.broker.stats.latencies)
+        _produce(servers, run.topic, payloads[32:], rate=rate)
+        run.wait(len(payloads))
+        lat = run.broker.stats.latencies[lat_before:]
+    finally:
+        run.stop()
+    return {"rate": rate, "n": len(lat), "p50": percentile(lat, 50), "p95": percentile(lat, 95),
+            "max": max(lat) if lat else float("nan")}
+
+
+def bench_ingest(args) -> int:
+    from broker.bench_kernel import format_kernel_timings, kernel_timings
+
+    config = load_config(environ={**os.environ, "KOWALSKI_DATABASE__NAME": args.database})
+    n_workers = int(config["broker"]["dask"]["n_workers"])
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+          f"Dask workers: {n_workers}; database: {args.database}")
+
+    kt = kernel_timings(config, n=256)
+    unavoidable = kt["decode"] + kt["cutouts"] + sum(kt[m] for m in config["ml"]["ztf"]["models"])
+    bound = 1000.0 / unavoidable * os.cpu_count()
+    print(format_kernel_timings(kt))
+    print(f"kernel bound: {unavoidable:.2f} ms per alert-core (decode + cutouts + {len(config['ml']['ztf']['models'])} "
+          f"models) -> {bound:.0f} alerts/s on {os.cpu_count()} cores")
+
+    names = ensure_bench_catalogs(config, args.catalogs, args.catalog_sources)
+    config["crossmatch"] = {"ztf": {n: {"radius_arcsec": 2.0, "max_results": 10} for n in names}}
+    print(f"cross-match: {len(names)} catalogs x {args.catalog_sources:,} sources, 2\" radius")
+
+    payloads = _payloads(config, args.alerts + 64)
+    warmup, payloads = payloads[-64:], payloads[:-64]
+    d = db.get_db(config)
+    for coll in (db.alerts_collection(config, "ztf"), db.aux_collection(config, "ztf")):
+        d[coll].drop()
+    db.ensure_indexes(config, ["ztf"])
+
+    results = {}
+    if not args.skip_nowrite:
+        r = _measure(config, payloads, write=False, warmup=warmup)
+        results["nowrite"] = r
+        print(f"pipeline without the database write: {r['rate']:.1f} alerts/s "
+              f"({100 * r['rate'] / bound:.0f}% of the kernel bound), {r['alerts']} alerts in {r['seconds']:.1f} s")
+        print("  ms per alert by stage: " + ", ".join(f"{k} {v:.2f}" for k, v in r["stage_ms"].items()))
+    r = _measure(config, payloads, write=True, warmup=warmup)
+    results["e2e"] = r
+    lat = r["latencies"]
+    print(f"end to end (stored): {r['rate']:.1f} alerts/s, {r['stored']} stored, {r['failed']} failed, "
+          f"{r['alerts']} alerts in {r['seconds']:.1f} s")
+    print("  ms per alert by stage: " + ", ".join(f"{k} {v:.2f}" for k, v in r["stage_ms"].items()))
+    print(f"  latency Kafka -> stored under full load: p50 {percentile(lat, 50):.2f} s, p95 {percentile(lat, 95):.2f} s")
+    if args.latency_rate > 0:
+        n = int(args.latency_rate * args.latency_seconds) + 32
+        lp = _payloads(config, n, first_copy=500_000)  # ids unused by the throughput runs
+        lr = _measure_latency(config, lp, args.latency_rate)
+        results["latency"] = lr
+        print(f"latency Kafka -> stored at {lr['rate']:.0f} alerts/s: p50 {lr['p50']:.3f} s, p95 {lr['p95']:.3f} s, "
+              f"max {lr['max']:.3f} s (n={lr['n']})")
+    return 0
+
+
+def register(sub) -> None:
+    bench = get_bench_subparsers(sub)
+    p = bench.add_parser("ingest", help="alerts/s end to end and per stage, kernel bound, latency")
+    p.add_argument("--alerts", type=int, default=2000)
+    p.add_argument("--catalogs", type=int, default=3)
+    p.add_argument("--catalog-sources", type=int, default=1_000_000)
+    p.add_argument("--latency-rate", type=float, default=50.0, help="alerts/s for the latency run (0: skip)")
+    p.add_argument("--latency-seconds", type=float, default=20.0)
+    p.add_argument("--skip-nowrite", action="store_true")
+    p.add_argument("--database", default=BENCH_DB)
+    p.set_defaults(func=bench_ingest)

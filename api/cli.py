@@ -31,4 +31,5 @@ def register(subparsers) -> None:
     b.add_argument("--database", default="kowalski_bench_api", help="database to load and query (default kowalski_bench_api)")
     b.add_argument("--reload", action="store_true", help="drop and reload the archive even if it holds N alerts")
     b.add_argument("--port", type=int, default=None, help="port for the API under test (default: a free one)")
+    b.add_argument("--json", default=None, help="also write the figures to this JSON file")
     b.set_defaults(func=cmd_bench)

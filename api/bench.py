@@ -1,0 +1,259 @@
+"""`kowalski bench api`: latency and throughput of the API on an archive of N alerts.
+
+1. Loads N alerts into a benchmark database (default ``kowalski_bench_api``): the real ZTF sample
+   alerts are ingested through the broker's store path, then replicated with fresh candid/objectId
+   (``publisher`` marks them synthetic) and positions spread within 1° of the originals, with one
+   aux document per object. Kept between runs; ``--reload`` rebuilds it.
+2. Starts ``kowalski api`` on a free port against it and logs in as a public-only user, so every
+   query pays for the data-rights rewriting.
+3. For each scenario, 16 concurrent clients (one asyncio loop, keep-alive connections) send
+   ``--requests`` requests; prints p50/p95/p99 latency, requests/s, and the server's own split
+   (``Server-Timing``: time waiting for the database vs total time in the server), plus the same
+   query sent straight to the database by one client, for reference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from kowalski.bench import percentile
+
+SCENARIOS = ("find_objectid", "cone_2arcsec", "cone_60arcsec", "count", "aggregate", "cutout_png")
+NO_CUTOUTS = {"_id": 0, "cutoutScience": 0, "cutoutTemplate": 0, "cutoutDifference": 0}
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def load_archive(config, n: int, reload: bool) -> dict:
+    """Make the benchmark database hold n alerts; returns sample ids and positions to query."""
+    from kowalski import db
+    d = db.get_db(config)
+    coll = d["ZTF_alerts"]
+    have = coll.estimated_document_count() if "ZTF_alerts" in d.list_collection_names() else 0
+    if reload or have != n:
+        _say(f"loading {n} alerts into database {config['database']['name']!r} (had {have}) ...")
+        db.client(config).drop_database(config["database"]["name"])
+        from broker.pipeline import ingest_files
+        root = config.path("paths.data") / "alerts" / "kowalski" / "ztf_alerts"
+        ingest_files(config, "ztf", [root / "20200202", root / "20231012"])
+        originals = list(coll.find({}))
+        aux = {a["_id"]: a for a in d["ZTF_alerts_aux"].find({})}
+        remaining = n - len(originals)
+        if remaining < 0:
+            raise SystemExit(f"N must be at least {len(originals)} (the real sample alerts)")
+        rng = random.Random(42)
+        t0 = time.monotonic()
+        k, done, batch, aux_batch, seen = 0, 0, [], [], set()
+        while done < remaining:
+            k += 1
+            for orig in originals:
+                if done >= remaining:
+                    break
+                doc = copy.copy(orig)
+                doc.pop("_id", None)
+                candid = 3 * 10**18 + done
+                oid = f"{orig['objectId']}S{k}"  # synthetic object (a new id per copy round)
+                ra0, dec0 = orig["candidate"]["ra"], orig["candidate"]["dec"]
+                dec = max(-89.9, min(89.9, dec0 + rng.uniform(-1, 1)))
+                ra = (ra0 + rng.uniform(-1, 1)) % 360.0
+                doc["candid"], doc["objectId"] = candid, oid
+                doc["publisher"] = f"kowalski synthetic copy of candid {orig['candid']}"
+                doc["candidate"] = {**orig["candidate"], "candid": candid, "ra": ra, "dec": dec}
+                doc["coordinates"] = {**orig["coordinates"], "radec_geojson": {"type": "Point", "coordinates": [ra - 180.0, dec]}}
+                batch.append(doc)
+                a = aux.get(orig["objectId"])
+                if a is not None and oid not in seen:
+                    seen.add(oid)
+                    aux_batch.append({**a, "_id": oid})
+                done += 1
+                if len(batch) >= 500:
+                    coll.insert_many(batch, ordered=False)
+                    d["ZTF_alerts_aux"].insert_many(aux_batch, ordered=False)
+                    batch, aux_batch = [], []
+                    rate = done / (time.monotonic() - t0)
+                    _say(f"  {done + len(originals)}/{n} alerts ({rate:.0f}/s, ~{(remaining - done) / rate:.0f} s left)")
+        if batch:
+            coll.insert_many(batch, ordered=False)
+            d["ZTF_alerts_aux"].insert_many(aux_batch, ordered=False)
+        _say(f"loaded {coll.estimated_document_count()} alerts in {time.monotonic() - t0:.0f} s")
+    sample = list(coll.aggregate([{"$sample": {"size": 500}},
+                                  {"$project": {"_id": 0, "candid": 1, "objectId": 1, "candidate.ra": 1,
+                                                "candidate.dec": 1, "candidate.jd": 1}}]))
+    return {"alerts": sample}
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _bodies(scenario: str, a: dict) -> tuple[str, str, str | None]:
+    """(method, path, json body) of one request for an alert sample ``a``."""
+    radec = {"o": [a["candidate"]["ra"], a["candidate"]["dec"]]}
+    proj = {"_id": 0, "candid": 1, "objectId": 1, "candidate.jd": 1, "candidate.magpsf": 1}
+    if scenario == "find_objectid":
+        q = {"query_type": "find", "query": {"catalog": "ZTF_alerts", "filter": {"objectId": a["objectId"]},
+                                             "projection": NO_CUTOUTS}}
+    elif scenario in ("cone_2arcsec", "cone_60arcsec"):
+        q = {"query_type": "cone_search", "query": {"object_coordinates": {
+            "cone_search_radius": 2 if scenario == "cone_2arcsec" else 60, "cone_search_unit": "arcsec", "radec": radec},
+            "catalogs": {"ZTF_alerts": {"filter": {}, "projection": proj}}}}
+    elif scenario == "count":
+        jd = a["candidate"]["jd"]
+        q = {"query_type": "count_documents", "query": {"catalog": "ZTF_alerts",
+                                                        "filter": {"candidate.jd": {"$gte": jd - 0.01, "$lt": jd + 0.01}}}}
+    elif scenario == "aggregate":
+        q = {"query_type": "aggregate", "query": {"catalog": "ZTF_alerts", "pipeline": [
+            {"$match": {"objectId": a["objectId"]}}, {"$project": {"_id": 0, "jd": "$candidate.jd", "mag": "$candidate.magpsf"}},
+            {"$sort": {"jd": 1}}, {"$limit": 10}]}}
+    else:
+        return "GET", f"/api/cutouts/ztf/{a['candid']}/science/png", None
+    return "POST", "/api/queries", json.dumps(q)
+
+
+async def _run_scenario(url: str, token: str, scenario: str, alerts: list, clients: int, n: int) -> dict:
+    from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+    client = AsyncHTTPClient(force_instance=True, max_clients=clients)
+    lat, db_ms, srv_ms, errors = [], [], [], 0
+    counter = iter(range(n))
+    rng = random.Random(scenario)
+
+    async def worker():
+        nonlocal errors
+        for _ in counter:
+            method, path, body = _bodies(scenario, rng.choice(alerts))
+            req = HTTPRequest(url + path, method=method, body=body, headers={"Authorization": token},
+                              request_timeout=60)
+            t0 = time.perf_counter()
+            resp = await client.fetch(req, raise_error=False)
+            lat.append((time.perf_counter() - t0) * 1000)
+            if resp.code != 200:
+                errors += 1
+                continue
+            st = resp.headers.get("Server-Timing", "")
+            parts = dict(p.strip().split(";dur=") for p in st.split(",") if ";dur=" in p)
+            if "db" in parts:
+                db_ms.append(float(parts["db"]))
+                srv_ms.append(float(parts["total"]))
+
+    # warm-up (connections, caches), not measured
+    for _ in range(clients):
+        method, path, body = _bodies(scenario, rng.choice(alerts))
+        await client.fetch(HTTPRequest(url + path, method=method, body=body, headers={"Authorization": token}),
+                           raise_error=False)
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    wall = time.perf_counter() - t0
+    client.close()
+    return {"scenario": scenario, "n": len(lat), "errors": errors, "rps": len(lat) / wall,
+            "p50": percentile(lat, 50), "p95": percentile(lat, 95), "p99": percentile(lat, 99),
+            "server_ms": statistics.fmean(srv_ms) if srv_ms else float("nan"),
+            "db_ms": statistics.fmean(db_ms) if db_ms else float("nan")}
+
+
+def _direct_db(config, scenario: str, alerts: list, n: int = 60) -> float:
+    """p50 of the same database operation sent by one synchronous client (no API)."""
+    import math
+    from kowalski import db
+    coll = db.get_db(config)["ZTF_alerts"]
+    rng = random.Random(1)
+    times = []
+    for _ in range(n):
+        a = rng.choice(alerts)
+        ra, dec = a["candidate"]["ra"], a["candidate"]["dec"]
+        pub = {"candidate.programid": {"$in": [1]}}
+        t0 = time.perf_counter()
+        if scenario == "find_objectid":
+            list(coll.find({"objectId": a["objectId"], **pub}, NO_CUTOUTS))
+        elif scenario.startswith("cone"):
+            r = (2 if scenario == "cone_2arcsec" else 60) * math.pi / 180 / 3600
+            list(coll.find({"coordinates.radec_geojson": {"$geoWithin": {"$centerSphere": [[ra - 180, dec], r]}}, **pub},
+                           {"_id": 0, "candid": 1, "objectId": 1, "candidate.jd": 1, "candidate.magpsf": 1}))
+        elif scenario == "count":
+            jd = a["candidate"]["jd"]
+            coll.count_documents({"candidate.jd": {"$gte": jd - 0.01, "$lt": jd + 0.01}, **pub})
+        elif scenario == "aggregate":
+            list(coll.aggregate([{"$match": {"objectId": a["objectId"], **pub}},
+                                 {"$project": {"_id": 0, "jd": "$candidate.jd", "mag": "$candidate.magpsf"}},
+                                 {"$sort": {"jd": 1}}, {"$limit": 10}]))
+        else:
+            coll.find_one({"candid": a["candid"], **pub}, {"_id": 0, "cutoutScience": 1})
+        times.append((time.perf_counter() - t0) * 1000)
+    return percentile(times, 50)
+
+
+def main(args) -> int:
+    from kowalski.config import load_config
+    env = {**os.environ, "KOWALSKI_DATABASE__NAME": args.database}
+    config = load_config(environ=env)
+    from kowalski import db
+    db.ensure_indexes(config)
+    info = load_archive(config, args.alerts, args.reload)
+    alerts = info["alerts"]
+    port = args.port or _free_port()
+    processes = args.processes or int(config["api"].get("processes", 2))
+    log_path = config.var_dir / "log" / "api-bench.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    # access lines would cost a write per request: benchmark at WARNING
+    proc = subprocess.Popen([sys.executable, "-m", "kowalski.cli", "--log-level", "WARNING", "api", "--port", str(port),
+                             "--processes", str(processes)], env=env, stdout=open(log_path, "ab"),
+                            stderr=subprocess.STDOUT, start_new_session=True, cwd=str(config.root))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        import requests
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(url + "/", timeout=1).status_code == 401:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit(f"the API did not start; see {log_path}")
+            time.sleep(0.2)
+        s = requests.Session()
+        admin = s.post(url + "/api/auth", json={"username": config["admin"]["username"],
+                                                 "password": str(config["admin"]["password"])}).json()["token"]
+        s.post(url + "/api/users", json={"username": "bench", "password": "bench"}, headers={"Authorization": admin})
+        token = s.post(url + "/api/auth", json={"username": "bench", "password": "bench"}).json()["token"]
+        n_alerts = db.get_db(config)["ZTF_alerts"].estimated_document_count()
+        _say(f"\nAPI benchmark: {n_alerts} archived alerts, {args.clients} concurrent clients, {processes} API processes, "
+             f"{args.requests} requests per scenario, user with public rights (programid 1)\n")
+        head = (f"{'scenario':15s} {'req/s':>7s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s} "
+                f"{'server ms':>10s} {'db wait ms':>10s} {'direct db p50':>14s} {'errors':>6s}")
+        _say(head)
+        _say("-" * len(head))
+        rows = []
+        for scenario in SCENARIOS:
+            r = asyncio.run(_run_scenario(url, token, scenario, alerts, args.clients, args.requests))
+            r["direct_db_p50"] = _direct_db(config, scenario, alerts)
+            rows.append(r)
+            _say(f"{scenario:15s} {r['rps']:7.1f} {r['p50']:8.1f} {r['p95']:8.1f} {r['p99']:8.1f} "
+                 f"{r['server_ms']:10.1f} {r['db_ms']:10.1f} {r['direct_db_p50']:14.1f} {r['errors']:6d}")
+        _say("\nserver ms: mean time in the API process per request (Server-Timing); db wait ms: the part of it "
+             "spent awaiting the database;\ndirect db p50: the same database operation sent by one synchronous "
+             "client, without the API.")
+        if getattr(args, "json", None):
+            Path(args.json).write_text(json.dumps({"alerts": n_alerts, "clients": args.clients, "processes": processes,
+                                                   "rows": rows}, indent=2))
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(proc.pid, signal.SIGKILL)
+    return 0

@@ -9,7 +9,7 @@ from kowalski.config import get_config
 
 
 def _fail(msg: str):
-    from kowalski.cli import CLIError
+    from kowalski.errors import CLIError
 
     raise CLIError(msg)
 
@@ -50,8 +50,7 @@ def cmd_broker(args) -> int:
 
 
 def _stats(config, args) -> int:
-    port_file = config.var_dir / "run" / "broker.port"
-    port = int(port_file.read_text()) if port_file.exists() else config["broker"]["metrics"]["port"]
+    port = args.metrics_port if args.metrics_port and args.metrics_port > 0 else config["broker"]["metrics"]["port"]
     url = f"http://{config['broker']['metrics']['host']}:{port}/stats"
     try:
         with urllib.request.urlopen(url, timeout=5) as r:
@@ -113,7 +112,7 @@ def register(sub) -> None:
     p.add_argument("--survey", action="append", help="survey(s) to ingest (repeat or comma-separate)")
     p.add_argument("--group-id", default=None)
     p.add_argument("--scheduler", default=None, help="a Dask scheduler address (default: a LocalCluster)")
-    p.add_argument("--metrics-port", type=int, default=None, help="0 = any free port, -1 = none")
+    p.add_argument("--metrics-port", type=int, default=None, help="run: 0 = any free port, -1 = none; stats: the port to ask")
     p.add_argument("--json", action="store_true", help="stats as JSON")
     p.set_defaults(func=cmd_broker)
 

@@ -249,7 +249,7 @@ class AlertBroker:
                        lambda: self.producer and self.producer.flush(10),
                        lambda: self.client and self.client.close(),
                        lambda: self.cluster and self.cluster.close(),
-                       lambda: self.http and self.http.shutdown()):
+                       lambda: self.http and (self.http.shutdown(), self.http.server_close())):
             try:
                 closer()
             except Exception as exc:  # shutting down: report, keep closing the rest
@@ -283,8 +283,6 @@ def serve_http(broker: AlertBroker, host: str, port: int) -> ThreadingHTTPServer
 
     server = ThreadingHTTPServer((host, port), Handler)
     threading.Thread(target=server.serve_forever, daemon=True, name="broker-http").start()
-    broker.config.var_dir.joinpath("run").mkdir(parents=True, exist_ok=True)
-    broker.config.var_dir.joinpath("run", "broker.port").write_text(str(server.server_address[1]))
     log.info("metrics on http://%s:%d/metrics", host, server.server_address[1])
     return server
 

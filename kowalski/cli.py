@@ -22,8 +22,7 @@ from kowalski.services import ServiceError, all_services, get_service
 COMMAND_MODULES: list[str] = ["broker.cli", "broker.bench", "api.cli"]  # modules with register(subparsers)
 
 
-class CLIError(Exception):
-    """A user error: printed as one line, exit code 2."""
+from kowalski.errors import CLIError  # noqa: E402  (re-exported for command modules)
 
 
 def setup_logging(level: str | None = None) -> None:

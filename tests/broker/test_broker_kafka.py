@@ -36,11 +36,6 @@ def _wait(predicate, timeout=180.0, every=0.5, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture
-def ztf_topic():
-    return f"ztf_20231012_programid1_t{uuid.uuid4().hex[:8]}"
-
-
 def broker_config(config, topic):
     """A config of this test's own: its database (fresh), its topic, one Dask worker."""
     name = f"{config['database']['name'][:40]}_{uuid.uuid4().hex[:6]}"

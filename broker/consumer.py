@@ -45,6 +45,12 @@ class Batch:
     submitted: float = field(default_factory=time.monotonic)
 
 
+def librdkafka_regex(pattern: str) -> str:
+    """librdkafka's own regex engine lacks the shorthand classes Python has: spell them out
+    (otherwise the subscription silently matches nothing)."""
+    return pattern.replace(r"\d", "[0-9]").replace(r"\w", "[A-Za-z0-9_]").replace(r"\s", "[ \t]")
+
+
 def topic_patterns(config: Config, survey: str) -> str:
     from broker.surveys import get_survey
 
@@ -105,7 +111,8 @@ class AlertBroker:
         })
         self.producer = Producer({"bootstrap.servers": servers, "enable.idempotence": True,
                                   "message.max.bytes": 16 * 1024 * 1024})
-        self.consumer.subscribe([p.pattern for p in self.patterns.values()], on_revoke=self._on_revoke)
+        self.consumer.subscribe([librdkafka_regex(p.pattern) for p in self.patterns.values()],
+                                on_revoke=self._on_revoke)
         log.info("subscribed group=%s patterns=%s", self.group_id, [p.pattern for p in self.patterns.values()])
 
     def _survey_of(self, topic: str) -> str | None:

@@ -173,3 +173,15 @@ def test_sigkill_mid_stream_then_restart_exact_counts(config, ztf_topic):
     for aux in db.get_db(cfg)[db.aux_collection(cfg, "ztf")].find({}, {"prv_candidates": 1}):
         keys = [(p.get("candid"), p["jd"], p.get("fid")) for p in aux.get("prv_candidates", [])]
         assert len(keys) == len(set(keys)), aux["_id"]
+
+
+def test_pattern_with_digit_classes_picks_up_a_topic_created_later(config):
+    """Survey patterns use \\d (as ZTF's do); librdkafka's regex engine must still match them."""
+    night = shared_data(NIGHT)
+    topic = f"ztf_20231012_programid9{uuid.uuid4().int % 100000:05d}"
+    cfg = broker_config(config, topic)
+    cfg["surveys"]["ztf"]["topic_pattern"] = r"^ztf_\d{8}_programid9\d{5}$"
+    with BrokerThread(cfg, f"test-{uuid.uuid4().hex[:8]}"):
+        time.sleep(2)  # subscribed before the topic exists, as after a night rolls over
+        produce(cfg["kafka"]["bootstrap_servers"], topic, [night], progress=False)
+        _wait(lambda: counts(cfg)[0] >= 24, what="the new topic's alerts")

@@ -65,6 +65,8 @@ KNOWN_DB_DEVIATIONS = {
                                 "out of bounds is missing",
     "indexofarray-bool-number": "$indexOfArray finds false for a search value 0 on the database; booleans and numbers "
                                 "are different BSON types and never equal",
+    "variable-path-missing": "a missing field read through a variable ('$$p.magpsf' in $map/$filter/$let) is null on "
+                             "the database ($type 'null'); in MongoDB it is missing like any field path",
     "date-minus-fraction": "date - 0.5 subtracts 1 ms on the database; MongoDB converts the number with coerceToLong "
                            "(truncation), so nothing is subtracted",
 }

@@ -1,0 +1,134 @@
+"""The document a filter sees: the enriched alert, built exactly as Kowalski's upstream pipeline.
+
+Kowalski prefixes every user filter with an "upstream" pipeline (kowalski.md §3.5,
+``config.database.filters.ZTF_alerts``): match the alert (``candid``) if its
+``candidate.programid`` is in the filter's permissions, drop the cutouts, ``$lookup`` the
+object's ``ZTF_alerts_aux`` document and project::
+
+    cross_matches:  aux.cross_matches
+    prv_candidates: aux.prv_candidates where programid in permissions
+                                        and candidate.jd - item.jd < 365
+    fp_hists:       aux.fp_hists       where programid in permissions
+                                        and candidate.jd - item.jd < 365 and procstatus == "0"
+    schemavsn, publisher, objectId, candid, candidate, classifications, coordinates (and _id)
+
+``filter_input`` produces that document in memory from the stored alert document and the
+object's aux document, by running that same projection through the filter engine (so null,
+missing and type semantics are MongoDB's, e.g. an object without aux history gets
+``prv_candidates: null``).  ``upstream_pipeline`` returns Kowalski's full pipeline for running
+filters inside a MongoDB-compatible database (backtests, dry runs).
+
+Other surveys as Kowalski defines them: PGIR and WINTER have no program ids, a 1000-day history
+window and no fp_hists (WINTER's object id is ``objectid``, its cutouts ``cutout_*``); TURBO is
+ZTF-like without fp_hists.  LSST (not in Kowalski) has no program ids and a 365-day window.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from .engine import compile_pipeline
+
+__all__ = ["filter_input", "upstream_pipeline", "UpstreamSpec", "UPSTREAM"]
+
+
+@dataclass(frozen=True)
+class UpstreamSpec:
+    collection: str                 # the survey's alert collection
+    object_id: str                  # the object-id field (aux _id)
+    cutouts: tuple[str, ...]        # fields dropped from the alert
+    programid: str | None           # the alert's program-id field (None: no permissions)
+    history_programid: str | None   # the program-id field of history points
+    window_days: float              # history points must have candidate.jd - jd < window
+    fp_hists: bool                  # whether fp_hists are projected
+
+
+_ZTF_CUTOUTS = ("cutoutScience", "cutoutTemplate", "cutoutDifference")
+
+UPSTREAM: dict[str, UpstreamSpec] = {
+    "ztf": UpstreamSpec("ZTF_alerts", "objectId", _ZTF_CUTOUTS, "candidate.programid", "programid", 365, True),
+    "turbo": UpstreamSpec("TURBO_alerts", "objectId", _ZTF_CUTOUTS, "candidate.programid", "programid", 365, False),
+    "pgir": UpstreamSpec("PGIR_alerts", "objectId", _ZTF_CUTOUTS, None, None, 1000, False),
+    "wntr": UpstreamSpec("WNTR_alerts", "objectid", ("cutout_science", "cutout_template", "cutout_difference"),
+                         None, None, 1000, False),
+    "lsst": UpstreamSpec("LSST_alerts", "objectId", _ZTF_CUTOUTS, None, None, 365, True),
+}
+_ALIASES = {"winter": "wntr"}
+
+
+def _spec(survey: str) -> UpstreamSpec:
+    key = survey.lower()
+    key = _ALIASES.get(key, key)
+    try:
+        return UPSTREAM[key]
+    except KeyError:
+        raise KeyError(f"unknown survey {survey!r}; known: {', '.join(UPSTREAM)}") from None
+
+
+def _history_filter(spec: UpstreamSpec, array: str, permissions, past_only: bool, fp: bool) -> dict:
+    cond = []
+    if spec.history_programid is not None:
+        cond.append({"$in": [f"$$item.{spec.history_programid}", list(permissions)]})
+    cond.append({"$lt": [{"$subtract": ["$candidate.jd", "$$item.jd"]}, spec.window_days]})
+    if fp:
+        cond.append({"$eq": ["$$item.procstatus", "0"]})
+    if past_only:  # what Kowalski's /filters/{id}/test adds: only points before the alert
+        cond.append({"$lt": ["$$item.jd", "$candidate.jd"]})
+    return {"$filter": {"input": {"$arrayElemAt": [f"$aux.{array}", 0]}, "as": "item", "cond": {"$and": cond}}}
+
+
+def _projection(spec: UpstreamSpec, permissions, past_only: bool) -> dict:
+    proj = {
+        "cross_matches": {"$arrayElemAt": ["$aux.cross_matches", 0]},
+        "prv_candidates": _history_filter(spec, "prv_candidates", permissions, past_only, False),
+    }
+    if spec.fp_hists:
+        proj["fp_hists"] = _history_filter(spec, "fp_hists", permissions, past_only, True)
+    for f in ("schemavsn", "publisher", spec.object_id, "candid", "candidate", "classifications", "coordinates"):
+        proj[f] = 1
+    return proj
+
+
+def upstream_pipeline(survey: str = "ztf", permissions=(1,), candid=None, past_only: bool = False) -> list:
+    """Kowalski's upstream pipeline for ``survey`` (to prefix a user pipeline in the database)."""
+    spec = _spec(survey)
+    match: dict = {"candid": candid}
+    if spec.programid is not None:
+        match[spec.programid] = {"$in": list(permissions)}
+    return [
+        {"$match": match},
+        {"$project": {c: 0 for c in spec.cutouts}},
+        {"$lookup": {"from": f"{spec.collection}_aux", "localField": spec.object_id, "foreignField": "_id",
+                     "as": "aux"}},
+        {"$project": _projection(spec, permissions, past_only)},
+    ]
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled(survey: str, permissions: tuple, past_only: bool):
+    spec = _spec(survey)
+    return spec, compile_pipeline([{"$project": _projection(spec, permissions, past_only)}])
+
+
+def filter_input(alert_doc: dict, aux_doc: dict | None, permissions, survey: str = "ztf", *,
+                 past_only: bool = False) -> dict | None:
+    """The document a filter with these program-id ``permissions`` sees for this alert.
+
+    ``alert_doc``: the stored alert (``<SURVEY>_alerts``, cutouts may be present);
+    ``aux_doc``: the object's ``<SURVEY>_alerts_aux`` document (or None when there is none).
+    Returns None when the alert's own program id is not in ``permissions`` (Kowalski's upstream
+    ``$match`` drops it: the filter does not see the alert).  The result shares sub-objects with
+    the inputs; do not mutate it.
+    """
+    perms = tuple(sorted({int(p) for p in permissions}))
+    spec, compiled = _compiled(survey.lower(), perms, past_only)
+    if spec.programid is not None:
+        node = alert_doc
+        for part in spec.programid.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node not in perms or isinstance(node, bool):
+            return None
+    doc = {k: v for k, v in alert_doc.items() if k not in spec.cutouts}
+    doc["aux"] = [aux_doc] if aux_doc is not None else []
+    return compiled.passes(doc)

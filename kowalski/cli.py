@@ -17,12 +17,10 @@ import time
 import yaml
 
 from kowalski.config import ConfigError, get_config, get_path, redact
+from kowalski.errors import CLIError
 from kowalski.services import ServiceError, all_services, get_service
 
 COMMAND_MODULES: list[str] = ["broker.cli", "broker.bench", "api.cli"]  # modules with register(subparsers)
-
-
-from kowalski.errors import CLIError  # noqa: E402  (re-exported for command modules)
 
 
 def setup_logging(level: str | None = None) -> None:

@@ -55,6 +55,8 @@ UPSTREAM: dict[str, UpstreamSpec] = {
     "lsst": UpstreamSpec("LSST_alerts", "objectId", _ZTF_CUTOUTS, None, None, 365, True),
 }
 _ALIASES = {"winter": "wntr"}
+_KEEP = {spec: frozenset(("_id", "schemavsn", "publisher", spec.object_id, "candid", "candidate", "classifications",
+                          "coordinates")) for spec in UPSTREAM.values()}
 
 
 def _spec(survey: str) -> UpstreamSpec:
@@ -112,14 +114,15 @@ def _compiled(survey: str, permissions: tuple, past_only: bool):
 
 
 def filter_input(alert_doc: dict, aux_doc: dict | None, permissions, survey: str = "ztf", *,
-                 past_only: bool = False) -> dict | None:
+                 past_only: bool = False, exact: bool = False) -> dict | None:
     """The document a filter with these program-id ``permissions`` sees for this alert.
 
     ``alert_doc``: the stored alert (``<SURVEY>_alerts``, cutouts may be present);
     ``aux_doc``: the object's ``<SURVEY>_alerts_aux`` document (or None when there is none).
     Returns None when the alert's own program id is not in ``permissions`` (Kowalski's upstream
     ``$match`` drops it: the filter does not see the alert).  The result shares sub-objects with
-    the inputs; do not mutate it.
+    the inputs; do not mutate it.  Well-formed history is filtered in plain Python (the same
+    result, ~5x faster); ``exact=True`` always evaluates the upstream projection in the engine.
     """
     perms = tuple(sorted({int(p) for p in permissions}))
     spec, compiled = _compiled(survey.lower(), perms, past_only)
@@ -129,6 +132,69 @@ def filter_input(alert_doc: dict, aux_doc: dict | None, permissions, survey: str
             node = node.get(part) if isinstance(node, dict) else None
         if node not in perms or isinstance(node, bool):
             return None
+    if not exact:
+        fast = _fast_input(spec, alert_doc, aux_doc, perms, past_only)
+        if fast is not None:
+            return fast
     doc = {k: v for k, v in alert_doc.items() if k not in spec.cutouts}
     doc["aux"] = [aux_doc] if aux_doc is not None else []
     return compiled.passes(doc)
+
+
+def _fast_history(items, jd, spec: UpstreamSpec, perms, past_only: bool, fp: bool):
+    """The upstream $filter in plain Python for well-formed history (dict items with numeric jd and
+    program id); None when anything is unusual (the engine then evaluates the exact expression)."""
+    if type(items) is not list:
+        return None
+    window = spec.window_days
+    pid_field = spec.history_programid
+    out = []
+    for it in items:
+        if type(it) is not dict:
+            return None
+        ij = it.get("jd")
+        if type(ij) is not float and type(ij) is not int:
+            return None
+        if pid_field is not None:
+            pid = it.get(pid_field)
+            if type(pid) is not int:
+                return None
+            if pid not in perms:
+                continue
+        if not jd - ij < window:
+            continue
+        if fp:
+            ps = it.get("procstatus")
+            if type(ps) is not str:
+                return None
+            if ps != "0":
+                continue
+        if past_only and not ij < jd:
+            continue
+        out.append(it)
+    return out
+
+
+def _fast_input(spec: UpstreamSpec, alert_doc, aux_doc, perms, past_only: bool):
+    candidate = alert_doc.get("candidate")
+    if type(candidate) is not dict or type(aux_doc) is not dict:
+        return None
+    jd = candidate.get("jd")
+    if type(jd) is not float and type(jd) is not int:
+        return None
+    prv = _fast_history(aux_doc.get("prv_candidates"), jd, spec, perms, past_only, False)
+    if prv is None:
+        return None
+    fp = None
+    if spec.fp_hists:
+        fp = _fast_history(aux_doc.get("fp_hists"), jd, spec, perms, past_only, True)
+        if fp is None:
+            return None
+    keep = _KEEP[spec]
+    out = {k: v for k, v in alert_doc.items() if k in keep}  # input order, as $project keeps it
+    if "cross_matches" in aux_doc:
+        out["cross_matches"] = aux_doc["cross_matches"]
+    out["prv_candidates"] = prv
+    if spec.fp_hists:
+        out["fp_hists"] = fp
+    return out

@@ -83,6 +83,19 @@ def test_filter_input_shape(alerts):
     assert bare["prv_candidates"] is None and bare["fp_hists"] is None and "cross_matches" not in bare
 
 
+@pytest.mark.parametrize("perms,past_only", [((1,), False), ((1, 2), True), ((2,), False)])
+def test_filter_input_fast_path_equals_the_engine(alerts, perms, past_only):
+    docs, aux = alerts
+    for d, a in zip(docs, aux):
+        a = copy.deepcopy(a)
+        for i, p in enumerate(a["prv_candidates"]):
+            p["programid"] = 1 + i % 2
+        d = {"_id": d["candid"], **d, "cutoutScience": {"stampData": b"x"}}
+        fast = filter_input(d, a, perms, past_only=past_only)
+        exact = filter_input(d, a, perms, past_only=past_only, exact=True)
+        assert fast == exact and (fast is None or list(fast) == list(exact))
+
+
 def test_filter_input_permissions(alerts):
     docs, aux = alerts
     d, a = docs[0], copy.deepcopy(aux[0])

@@ -12,6 +12,7 @@ import datetime
 import decimal
 import functools
 import math
+import operator
 import re
 
 from bson import Decimal128, Int64, ObjectId, Regex
@@ -731,6 +732,15 @@ def _compile_variable(ref: str, ctx: Ctx):
         raise _cerr(f"Use of undefined variable: {name}")
     if get is None:
         return lambda doc, vars: vars[name]
+    if len(parts) == 1:
+        field = parts[0]
+
+        def var_field(doc, vars):
+            v = vars[name]
+            if type(v) is dict:
+                return v.get(field, MISSING)
+            return get(v)
+        return var_field
     return lambda doc, vars: get(vars[name])
 
 
@@ -893,7 +903,11 @@ def _c_subtract(spec, ctx, op):
     a, b = _args(op, spec, ctx, 2)
 
     def sub(doc, vars):
-        return _subtract(a(doc, vars), b(doc, vars))
+        x = a(doc, vars)
+        y = b(doc, vars)
+        if type(x) is float and type(y) is float:
+            return x - y
+        return _subtract(x, y)
     return _fold(sub, [a, b])
 
 
@@ -981,61 +995,82 @@ def _c_atan2(spec, ctx, op):
 
 # --- comparison -------------------------------------------------------------------------------
 
+_OPS = {
+    "gt": (operator.gt, lambda c: c > 0), "gte": (operator.ge, lambda c: c >= 0),
+    "lt": (operator.lt, lambda c: c < 0), "lte": (operator.le, lambda c: c <= 0),
+    "eq": (operator.eq, lambda c: c == 0), "ne": (operator.ne, lambda c: c != 0),
+}
+_FLIP = {"gt": "lt", "gte": "lte", "lt": "gt", "lte": "gte", "eq": "eq", "ne": "ne"}
+
+
+def _plain_number(v) -> bool:
+    t = type(v)
+    return (t is float or t is int) and v == v
+
+
+def _cmp_const(which, a, c):
+    """``a <op> c`` with ``c`` a constant: a fast path for the common numeric / string / null cases."""
+    py_op, sign = _OPS[which]
+    if _plain_number(c):
+        def cmp_num(doc, vars):
+            x = a(doc, vars)
+            tx = type(x)
+            if (tx is float or tx is int) and x == x:
+                return py_op(x, c)
+            return sign(compare(x, c))
+        return cmp_num
+    if type(c) is str:
+        def cmp_str(doc, vars):
+            x = a(doc, vars)
+            if type(x) is str:
+                return py_op(x, c)
+            return sign(compare(x, c))
+        return cmp_str
+    if c is None:
+        # numbers, strings, documents and arrays all sort after null
+        res = sign(1)
+        res_missing = sign(-1)
+        res_null = sign(0)
+
+        def cmp_null(doc, vars):
+            x = a(doc, vars)
+            if x is MISSING:
+                return res_missing
+            if x is None:
+                return res_null
+            tx = type(x)
+            if tx is float or tx is int or tx is str or tx is dict or tx is list:
+                return res
+            return sign(compare(x, None))
+        return cmp_null
+
+    def cmp_other(doc, vars):
+        return sign(compare(a(doc, vars), c))
+    return cmp_other
+
+
 def _c_cmp(which):
     def comp(spec, ctx, op):
         a, b = _args(op, spec, ctx, 2)
         if which == "cmp":
             return _fold(lambda d, v: compare(a(d, v), b(d, v)), [a, b])
-        if which == "eq":
-            def eq(doc, vars):
-                x = a(doc, vars)
-                y = b(doc, vars)
-                tx = type(x)
-                if tx is type(y) and (tx is float or tx is str or tx is int):
-                    return x == y or (x != x and y != y)
-                return compare(x, y) == 0
-            return _fold(eq, [a, b])
-        if which == "ne":
-            def ne(doc, vars):
-                x = a(doc, vars)
-                y = b(doc, vars)
-                tx = type(x)
-                if tx is type(y) and (tx is float or tx is str or tx is int):
-                    return not (x == y or (x != x and y != y))
-                return compare(x, y) != 0
-            return _fold(ne, [a, b])
-        if which == "gt":
-            def gt(doc, vars):
-                x = a(doc, vars)
-                y = b(doc, vars)
-                if type(x) is float and type(y) is float and x == x and y == y:
-                    return x > y
-                return compare(x, y) > 0
-            return _fold(gt, [a, b])
-        if which == "gte":
-            def gte(doc, vars):
-                x = a(doc, vars)
-                y = b(doc, vars)
-                if type(x) is float and type(y) is float and x == x and y == y:
-                    return x >= y
-                return compare(x, y) >= 0
-            return _fold(gte, [a, b])
-        if which == "lt":
-            def lt(doc, vars):
-                x = a(doc, vars)
-                y = b(doc, vars)
-                if type(x) is float and type(y) is float and x == x and y == y:
-                    return x < y
-                return compare(x, y) < 0
-            return _fold(lt, [a, b])
+        if _is_const(b) and not _is_const(a):
+            return _cmp_const(which, a, b.value)
+        if _is_const(a) and not _is_const(b):
+            return _cmp_const(_FLIP[which], b, a.value)
+        py_op, sign = _OPS[which]
 
-        def lte(doc, vars):
+        def cmp2(doc, vars):
             x = a(doc, vars)
             y = b(doc, vars)
-            if type(x) is float and type(y) is float and x == x and y == y:
-                return x <= y
-            return compare(x, y) <= 0
-        return _fold(lte, [a, b])
+            tx = type(x)
+            ty = type(y)
+            if (tx is float or tx is int) and (ty is float or ty is int) and x == x and y == y:
+                return py_op(x, y)
+            if tx is str and ty is str:
+                return py_op(x, y)
+            return sign(compare(x, y))
+        return _fold(cmp2, [a, b])
     return comp
 
 
@@ -1047,7 +1082,11 @@ def _c_and(spec, ctx, op):
         a, b = fns
 
         def and2(doc, vars):
-            return truthy(a(doc, vars)) and truthy(b(doc, vars))
+            x = a(doc, vars)
+            if not (x is True or (x is not False and truthy(x))):
+                return False
+            y = b(doc, vars)
+            return y is True or (y is not False and truthy(y))
         return _fold(and2, fns)
 
     def and_(doc, vars):
@@ -1249,7 +1288,8 @@ def _c_filter(spec, ctx, op):
         out = []
         for e in arr:
             v2[name] = e
-            if truthy(cond(doc, v2)):
+            c = cond(doc, v2)
+            if c is True or (c is not False and truthy(c)):
                 out.append(e)
                 if n is not None and len(out) >= n:
                     break
@@ -1388,14 +1428,15 @@ def _c_in(spec, ctx, op):
     a, b = _args(op, spec, ctx, 2)
     if _is_const(b) and type(b.value) is list:
         arr = b.value
-        simple = all(type(x) in (str, int, float) for x in arr)
-        keys = frozenset(group_key(x) for x in arr) if simple else None
+        simple = all(type(x) in (str, int, float) and x == x for x in arr)
+        raw = frozenset(arr) if simple else None  # Python's 1 == 1.0 matches BSON numeric equality
 
         def in_const(doc, vars):
             x = a(doc, vars)
-            if keys is not None:
-                if type(x) is str or (type(x) in NUMBER_TYPES):
-                    return group_key(x) in keys
+            if raw is not None:
+                tx = type(x)
+                if tx is int or tx is str or (tx is float and x == x):
+                    return x in raw
             for y in arr:
                 if compare(x, y) == 0:
                     return True

@@ -24,6 +24,27 @@ def split_path(path: str) -> tuple[str, ...]:
 # --- expressions ----------------------------------------------------------------------------
 
 def _expr_array(arr, parts, i):
+    if i == len(parts) - 1:  # the common "$array.field": one level
+        p = parts[i]
+        out = [v for e in arr if type(e) is dict and (v := e.get(p, MISSING)) is not MISSING]
+        for e in arr:
+            if type(e) is not dict:
+                break
+        else:
+            return out
+        out = []
+        for e in arr:
+            if type(e) is dict:
+                v = e.get(p, MISSING)
+                if v is not MISSING:
+                    out.append(v)
+            elif isinstance(e, dict):
+                v = e.get(p, MISSING)
+                if v is not MISSING:
+                    out.append(v)
+            elif isinstance(e, list):
+                out.append(_expr_array(e, parts, i))
+        return out
     out = []
     for e in arr:
         if isinstance(e, dict):

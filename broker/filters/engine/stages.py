@@ -208,13 +208,14 @@ def _inclusion(node: _PNode, value, root, vars):
         out = {}
         inc = node.included
         ch = node.children
-        for k, v in value.items():
-            if k in inc:
-                out[k] = v
-            elif k in ch:
-                r = _inclusion(ch[k], v, root, vars)
-                if r is not MISSING:
-                    out[k] = r
+        if inc or ch:
+            for k, v in value.items():
+                if k in inc:
+                    out[k] = v
+                elif k in ch:
+                    r = _inclusion(ch[k], v, root, vars)
+                    if r is not MISSING:
+                        out[k] = r
         if node.has_computed:
             for name in node.order:
                 f = node.computed.get(name)

@@ -137,9 +137,13 @@ async def _run_scenario(url: str, token: str, scenario: str, alerts: list, clien
         for _ in counter:
             method, path, body = _bodies(scenario, rng.choice(alerts))
             req = HTTPRequest(url + path, method=method, body=body, headers={"Authorization": token},
-                              request_timeout=60)
+                              request_timeout=300, connect_timeout=60)
             t0 = time.perf_counter()
-            resp = await client.fetch(req, raise_error=False)
+            try:
+                resp = await client.fetch(req, raise_error=False)
+            except Exception:  # noqa: BLE001 - a timeout counts as an error
+                errors += 1
+                continue
             lat.append((time.perf_counter() - t0) * 1000)
             if resp.code != 200:
                 errors += 1
@@ -153,8 +157,11 @@ async def _run_scenario(url: str, token: str, scenario: str, alerts: list, clien
     # warm-up (connections, caches), not measured
     for _ in range(clients):
         method, path, body = _bodies(scenario, rng.choice(alerts))
-        await client.fetch(HTTPRequest(url + path, method=method, body=body, headers={"Authorization": token}),
-                           raise_error=False)
+        try:
+            await client.fetch(HTTPRequest(url + path, method=method, body=body, headers={"Authorization": token},
+                                           request_timeout=300), raise_error=False)
+        except Exception:  # noqa: BLE001
+            pass
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(clients)))
     wall = time.perf_counter() - t0

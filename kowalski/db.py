@@ -142,3 +142,48 @@ def ensure_indexes(config: Config, surveys: Iterable[str] | None = None) -> dict
     log.info("indexes ensured on %d collections of %s", len(created),
              redact({"uri": config["database"]["uri"]})["uri"])
     return created
+
+
+# --- filters --------------------------------------------------------------------------------
+
+def alerts_with_aux(config: Config, survey: str, query: dict, projection: dict | None = None,
+                    object_id: str = "objectId", chunk_size: int = 500, limit: int | None = None,
+                    newest_first: bool = False):
+    """Chunks ``(alerts, {object id: aux doc})`` of archived alerts matching ``query``; the aux
+    documents of each chunk are fetched in one query. ``newest_first`` sorts on candidate.jd."""
+    d = get_db(config)
+    cur = d[alerts_collection(config, survey)].find(query, projection)
+    if newest_first:
+        cur = cur.sort([("candidate.jd", -1)])
+    if limit:
+        cur = cur.limit(int(limit))
+    chunk: list = []
+
+    def emit():
+        ids = list({a.get(object_id) for a in chunk if a.get(object_id) is not None})
+        aux = {x["_id"]: x for x in d[aux_collection(config, survey)].find({"_id": {"$in": ids}})} if ids else {}
+        return chunk[:], aux
+
+    for a in cur:
+        chunk.append(a)
+        if len(chunk) >= chunk_size:
+            yield emit()
+            chunk.clear()
+    if chunk:
+        yield emit()
+
+
+def aux_by_ids(config: Config, survey: str, ids, projection: dict | None = None) -> dict:
+    """{object id: aux doc} for ``ids`` in one query."""
+    ids = list(set(ids))
+    if not ids:
+        return {}
+    return {x["_id"]: x for x in get_db(config)[aux_collection(config, survey)].find({"_id": {"$in": ids}}, projection)}
+
+
+def filters_collection(config: Config):
+    return get_db(config)[config["collections"]["filters"]]
+
+
+def filter_outbox(config: Config, survey: str):
+    return get_db(config)[f"{survey_config(config, survey)['prefix']}_filter_outbox"]

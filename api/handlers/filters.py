@@ -1,0 +1,476 @@
+"""``/api/filters``: versioned user filters, Kowalski-compatible (kowalski.md §1.5), plus groups.
+
+A filter (collection ``filters``) is ``{filter_id, group_id, catalog, permissions, active,
+autosave, auto_followup, update_annotations, active_fid, fv: [{fid, pipeline (JSON string),
+created_at}], created_at, last_modified}``.  Saving a version compiles it with the broker's filter
+engine (unsupported operators are refused by name) and dry-runs it on the latest archived alert.
+
+Beyond Kowalski:
+
+* filters belong to a group (``group_id``); users listed as members of that group (the ``groups``
+  list on their user document, managed by the admin with ``PUT /api/users/{username}/groups``)
+  may create, read, change, test and remove its filters; the admin may manage all of them;
+* activation (a new active version, ``active: true``, a new ``active_fid`` of an active filter) is
+  refused when the version passes more than ``filters.flood_guard_share`` of the
+  ``filters.flood_guard_sample`` most recent archived alerts of the catalog (BOOM's flood guard).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import secrets
+import string
+import time
+
+from bson import json_util
+from pymongo.errors import DuplicateKeyError
+
+from api.base import APIError, BaseHandler, admin_only, authenticated
+from broker.filters import FilterCompileError, FilterRuntimeError, compile_pipeline
+from broker.filters.backtest import (
+    BacktestError, check_test_request, cutout_projection, evaluate_chunk, object_id_field, pick_version,
+    selection, survey_of_catalog,
+)
+from broker.filters.inputs import filter_input
+
+log = logging.getLogger("kowalski.api.filters")
+
+FORBIDDEN_STAGES = {"$lookup", "$unionWith", "$out", "$merge"}
+AUTOSAVE_KEYS = {"active": bool, "comment": str, "ignore_group_ids": list, "pipeline": (list, str), "saver_id": int}
+AUTO_FOLLOWUP_KEYS = {"active": bool, "comment": str, "pipeline": (list, str), "allocation_id": (str, int),
+                      "payload": dict, "target_group_ids": list, "ignore_allocation_ids": list,
+                      "not_if_tns_reported": (int, float), "radius": (int, float), "validity_days": int,
+                      "priority_order": str, "implements_update": bool}
+POST_KEYS = {"group_id", "filter_id", "catalog", "permissions", "pipeline", "active", "autosave", "auto_followup",
+             "update_annotations"}
+PATCH_KEYS = {"filter_id", "active", "active_fid", "autosave", "auto_followup", "update_annotations"}
+FID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def utcnow() -> dt.datetime:
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)  # BSON dates hold milliseconds
+
+
+def new_fid() -> str:
+    return "".join(secrets.choice(FID_ALPHABET) for _ in range(6))
+
+
+def _int(value, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise APIError(400, f"{name} must be an integer >= {minimum}")
+    return value
+
+
+def _bool(value, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise APIError(400, f"{name} must be true or false")
+    return value
+
+
+def path_filter_id(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise APIError(400, f"filter id must be an integer, not {text[:40]!r}") from None
+    if n < 1:
+        raise APIError(400, "filter id must be an integer >= 1")
+    return n
+
+
+def pipeline_text(pipeline, what: str = "pipeline") -> str:
+    """A pipeline (list or JSON string) checked like Kowalski's FilterVersion and by the engine;
+    returns the stored form: a JSON string with json.dumps spacing."""
+    if isinstance(pipeline, str):
+        try:
+            stages = json_util.loads(pipeline)
+        except Exception as exc:  # noqa: BLE001
+            raise APIError(400, f"{what} is not valid JSON: {str(exc).splitlines()[0][:200]}") from None
+        text = pipeline
+    elif isinstance(pipeline, list):
+        stages = pipeline
+        text = json_util.dumps(pipeline)
+    else:
+        raise APIError(400, f"{what} must be a list of stages (or its JSON string)")
+    if not isinstance(stages, list) or len(stages) < 1:
+        raise APIError(400, f"ValidationError: {what} must contain at least one stage")
+    if not all(isinstance(s, dict) for s in stages):
+        raise APIError(400, f"ValidationError: every stage of {what} must be an object")
+    used = {k for s in stages for k in s} & FORBIDDEN_STAGES
+    if used:
+        raise APIError(400, f"ValidationError: {what} uses forbidden stages: {used}")
+    try:
+        compile_pipeline(text)
+    except FilterCompileError as exc:
+        raise APIError(400, f"{what} is invalid: {exc}") from None
+    return text
+
+
+class _FiltersBase(BaseHandler):
+    @property
+    def filters(self):
+        return self.db[self.config["collections"]["filters"]]
+
+    @property
+    def fconfig(self) -> dict:
+        return self.config.get("filters") or {}
+
+    def may_manage(self, group_id) -> bool:
+        if self.is_admin:
+            return True
+        groups = self.current_user.get("groups") or []
+        return group_id in groups
+
+    def check_group(self, group_id) -> None:
+        if not self.may_manage(group_id):
+            raise APIError(403, f"Forbidden: filters of group {group_id} are managed by its members; "
+                                f"you are not a member of group {group_id}")
+
+    async def load(self, filter_id: int) -> dict:
+        doc = await self.filters.find_one({"filter_id": filter_id})
+        if doc is None:
+            raise APIError(400, f"Filter id {filter_id} not found")
+        self.check_group(doc.get("group_id"))
+        return doc
+
+    def survey(self, catalog: str) -> str:
+        try:
+            return survey_of_catalog(self.config, catalog)
+        except BacktestError as exc:
+            raise APIError(400, str(exc)) from None
+
+    # --- archive access ---------------------------------------------------------------------
+    async def _alerts_with_aux(self, survey: str, query: dict, limit: int | None = None,
+                               newest_first: bool = False) -> tuple[list, dict]:
+        prefix = self.config["surveys"][survey]["prefix"]
+        cur = self.db[f"{prefix}_alerts"].find(query, cutout_projection(survey))
+        if newest_first:
+            cur = cur.sort([("candidate.jd", -1)])
+        if limit:
+            cur = cur.limit(int(limit))
+        alerts = await cur.to_list(None)
+        oid = object_id_field(survey)
+        ids = list({a.get(oid) for a in alerts if a.get(oid) is not None})
+        aux = {}
+        if ids:
+            aux = {x["_id"]: x for x in await self.db[f"{prefix}_alerts_aux"].find({"_id": {"$in": ids}}).to_list(None)}
+        return alerts, aux
+
+    async def dry_run(self, catalog: str, text: str, permissions, what: str, filter_id) -> str | None:
+        """Run the pipeline on the latest archived alert (Kowalski's dry run). Returns a warning when
+        the catalog is empty; raises 400 on a runtime error."""
+        survey = self.survey(catalog)
+        alerts, aux = await self._alerts_with_aux(survey, {}, limit=1, newest_first=True)
+        if not alerts:
+            return (f"WARNING: No documents in {catalog} collection, cannot properly test pipeline for filter id "
+                    f"{filter_id}")
+        inp = filter_input(alerts[0], aux.get(alerts[0].get(object_id_field(survey))), permissions, survey)
+        if inp is not None:
+            try:
+                compile_pipeline(text).passes(inp)
+            except FilterRuntimeError as exc:
+                raise APIError(400, f"{what} failed on the latest alert (candid {alerts[0].get('candid')}): {exc}")
+        return None
+
+    async def flood_guard(self, doc: dict, fid: str) -> None:
+        """Refuse to activate a version that passes too many of the most recent archived alerts."""
+        share = float(self.fconfig.get("flood_guard_share", 0.05))
+        sample = int(self.fconfig.get("flood_guard_sample", 1000))
+        if share >= 1 or sample <= 0:
+            return
+        version = next((v for v in doc.get("fv", []) if v.get("fid") == fid), None)
+        if version is None:
+            return
+        survey = self.survey(doc["catalog"])
+        alerts, aux = await self._alerts_with_aux(survey, {}, limit=sample, newest_first=True)
+        if not alerts:
+            return
+        loop = asyncio.get_running_loop()
+        n, outs, errors, first = await loop.run_in_executor(
+            None, evaluate_chunk, version["pipeline"], alerts, aux, doc.get("permissions", []), survey, False)
+        passed = len(outs)
+        if passed > share * n:
+            log.info("flood guard: filter %s version %s passes %d/%d alerts: activation refused",
+                     doc.get("filter_id"), fid, passed, n)
+            raise APIError(400, f"activation refused by the flood guard: filter id {doc.get('filter_id')} version "
+                                f"{fid} passes {passed} of the {n} most recent {doc['catalog']} alerts "
+                                f"({passed / n:.1%}), more than filters.flood_guard_share ({share:.1%}); make it "
+                                f"more selective, or save it with \"active\": false")
+
+    # --- autosave / auto_followup -------------------------------------------------------------
+    async def check_option(self, attr: str, value, catalog: str, permissions, filter_id, patch: bool):
+        """Kowalski's checks of autosave / auto_followup; returns the value to store."""
+        prefix = f"Cannot update filter id {filter_id}: " if patch else ""
+        if attr == "autosave":
+            if isinstance(value, bool):
+                return value
+            if not isinstance(value, dict):
+                raise APIError(400, f"{prefix}autosave must be true, false or an object")
+            allowed = AUTOSAVE_KEYS
+        else:
+            if not isinstance(value, dict):
+                raise APIError(400, f"{prefix}auto_followup must be an object")
+            if not value:
+                return value
+            allowed = AUTO_FOLLOWUP_KEYS
+        if not set(value) <= set(allowed):
+            raise APIError(400, f"Cannot test {attr} pipeline: invalid keys "
+                                f"{sorted(set(value) - set(allowed))}; allowed: {sorted(allowed)}")
+        for k, v in value.items():
+            t = allowed[k]
+            if (isinstance(v, bool) and t not in (bool,)) or not isinstance(v, t):
+                raise APIError(400, f"{prefix}{attr}.{k} has the wrong type ({type(v).__name__})")
+        out = dict(value)
+        if attr == "auto_followup":
+            if "pipeline" not in value:
+                raise APIError(400, f"{prefix}Cannot test auto_followup pipeline: auto_followup needs a pipeline")
+            order = value.get("priority_order")
+            if order is not None and order not in ("asc", "desc"):
+                raise APIError(400, f"{prefix}auto_followup.priority_order must be 'asc' or 'desc'")
+            if "allocation_id" in value and order is not None:
+                try:
+                    alloc = int(value["allocation_id"])
+                except ValueError:
+                    raise APIError(400, f"{prefix}auto_followup.allocation_id must be an integer id") from None
+                async for other in self.filters.find({"auto_followup.allocation_id": {"$exists": True},
+                                                      "filter_id": {"$ne": filter_id}}):
+                    af = other.get("auto_followup") or {}
+                    try:
+                        same = int(af.get("allocation_id")) == alloc
+                    except (TypeError, ValueError):
+                        same = False
+                    if same and af.get("priority_order") not in (None, order):
+                        if patch:
+                            raise APIError(400, f"Cannot update filter id {filter_id}: auto_followup, filters with "
+                                                "the same allocation have priority_order set to a different value, "
+                                                "which is unexpected")
+                        raise APIError(400, "Cannot add new filter with auto_followup: existing filters with the same "
+                                            "allocation have priority_order set to a different value, which is "
+                                            "unexpected")
+        if "pipeline" in value:
+            what = f"{attr} pipeline"
+            try:
+                text = pipeline_text(value["pipeline"], what)
+            except APIError as exc:
+                raise APIError(400, f"{prefix}{exc.message}" if patch else exc.message) from None
+            warning = await self.dry_run(catalog, text, permissions, what, filter_id)
+            if warning and not patch:
+                survey_catalog = catalog
+                raise APIError(400, f"Cannot test {attr} pipeline: no documents in {survey_catalog} collection")
+            out["pipeline"] = text
+        return out
+
+
+class FiltersHandler(_FiltersBase):
+    @authenticated
+    async def get(self):
+        """The filters the user may manage (all for the admin)."""
+        q = {} if self.is_admin else {"group_id": {"$in": list(self.current_user.get("groups") or [])}}
+        docs = await self.filters.find(q).sort([("filter_id", 1)]).to_list(None)
+        self.success(f"Retrieved {len(docs)} filters", docs)
+
+    @authenticated
+    async def post(self):
+        """Save a new filter version (creating the filter on its first version)."""
+        body = self.json_object()
+        unknown = set(body) - POST_KEYS
+        if unknown:
+            raise APIError(400, f"unknown keys {sorted(unknown)}; a filter has {sorted(POST_KEYS)}")
+        for k in ("group_id", "filter_id", "catalog", "pipeline"):
+            if body.get(k) is None:
+                raise APIError(400, f"{k} is required")
+        group_id = _int(body["group_id"], "group_id")
+        filter_id = _int(body["filter_id"], "filter_id")
+        catalog = body["catalog"]
+        if not isinstance(catalog, str):
+            raise APIError(400, "catalog must be a string")
+        self.survey(catalog)
+        permissions = body.get("permissions", [])
+        if not isinstance(permissions, list) or not all(isinstance(p, int) and not isinstance(p, bool)
+                                                        for p in permissions):
+            raise APIError(400, "permissions must be a list of integer program ids")
+        self.check_group(group_id)
+        active = _bool(body.get("active", True), "active")
+        update_annotations = _bool(body.get("update_annotations", False), "update_annotations")
+        autosave = body.get("autosave", False)
+        auto_followup = body.get("auto_followup", {})
+        if autosave is None:
+            autosave = False
+        if auto_followup is None:
+            auto_followup = {}
+        if auto_followup and (autosave is False or (isinstance(autosave, dict) and not autosave.get("active"))):
+            raise APIError(400, "Cannot setup auto_followup without autosave enabled")
+        text = pipeline_text(body["pipeline"])
+        message = f"pipeline test for filter id {filter_id} successful"
+        warning = await self.dry_run(catalog, text, permissions, "pipeline", filter_id)
+        if warning:
+            message = warning
+        autosave = await self.check_option("autosave", autosave, catalog, permissions, filter_id, False)
+        auto_followup = await self.check_option("auto_followup", auto_followup, catalog, permissions, filter_id, False)
+
+        existing = await self.filters.find_one({"filter_id": filter_id})
+        if existing is not None and existing.get("group_id") != group_id:
+            raise APIError(400, f"filter id {filter_id} already exists in group {existing.get('group_id')}")
+        now = utcnow()
+        version = {"fid": new_fid(), "pipeline": text, "created_at": now}
+        if existing is not None:
+            self.check_group(existing.get("group_id"))
+            candidate = {**existing, "fv": existing.get("fv", []) + [version]}
+            if existing.get("active", True):
+                await self.flood_guard(candidate, version["fid"])
+            await self.filters.update_one({"_id": existing["_id"]}, {
+                "$push": {"fv": version},
+                "$set": {"active_fid": version["fid"], "last_modified": now}})
+        else:
+            doc = {"filter_id": filter_id, "group_id": group_id, "catalog": catalog, "permissions": permissions,
+                   "active": active, "autosave": autosave, "auto_followup": auto_followup,
+                   "update_annotations": update_annotations, "active_fid": version["fid"], "fv": [version],
+                   "created_at": now, "last_modified": now}
+            if active:
+                await self.flood_guard(doc, version["fid"])
+            try:
+                await self.filters.insert_one(doc)
+            except DuplicateKeyError:
+                raise APIError(409, f"filter id {filter_id} was created concurrently; retry") from None
+        log.info("filter %d (group %d): saved version %s by %s", filter_id, group_id, version["fid"], self.username)
+        self.success(f"{message}\nsaved new filter version: {version['fid']}", version)
+
+    @authenticated
+    async def patch(self):
+        """Change active, active_fid, autosave, auto_followup, update_annotations."""
+        body = self.json_object()
+        unknown = set(body) - PATCH_KEYS
+        if unknown:
+            raise APIError(400, f"unknown keys {sorted(unknown)}; PATCH accepts {sorted(PATCH_KEYS)}")
+        if body.get("filter_id") is None:
+            raise APIError(400, "filter_id is required")
+        filter_id = _int(body["filter_id"], "filter_id")
+        doc = await self.load(filter_id)
+        updates = {k: v for k, v in body.items() if k != "filter_id" and v is not None}
+        if not updates:
+            raise APIError(400, f"nothing to update for filter id {filter_id}: give one of "
+                                f"{sorted(PATCH_KEYS - {'filter_id'})}")
+        if "active" in updates:
+            _bool(updates["active"], "active")
+        if "update_annotations" in updates:
+            _bool(updates["update_annotations"], "update_annotations")
+        if "active_fid" in updates:
+            fid = updates["active_fid"]
+            if not isinstance(fid, str) or fid not in {v.get("fid") for v in doc.get("fv", [])}:
+                raise APIError(400, f"ValueError: Cannot set active_fid to {fid}: filter version fid not in "
+                                    "filter.fv")
+        for attr in ("autosave", "auto_followup"):
+            if attr in updates:
+                updates[attr] = await self.check_option(attr, updates[attr], doc["catalog"],
+                                                        doc.get("permissions", []), filter_id, True)
+        will_be_active = updates.get("active", doc.get("active", True))
+        fid = updates.get("active_fid", doc.get("active_fid"))
+        activating = will_be_active and (not doc.get("active", True) or fid != doc.get("active_fid"))
+        if activating and fid:
+            await self.flood_guard(doc, fid)
+        updates["last_modified"] = utcnow()
+        await self.filters.update_one({"_id": doc["_id"]}, {"$set": updates})
+        log.info("filter %d: updated %s by %s", filter_id, sorted(updates), self.username)
+        self.success(f"Updated filter id {filter_id}", await self.filters.find_one({"_id": doc["_id"]}))
+
+
+class FilterHandler(_FiltersBase):
+    @authenticated
+    async def get(self, filter_id: str):
+        n = path_filter_id(filter_id)
+        self.success(f"Retrieved filter id {n}", await self.load(n))
+
+    @authenticated
+    async def delete(self, filter_id: str):
+        n = path_filter_id(filter_id)
+        doc = await self.load(n)
+        res = await self.filters.delete_one({"_id": doc["_id"]})
+        if res.deleted_count == 0:
+            raise APIError(400, f"Filter id {n} not found")
+        log.info("filter %d removed by %s", n, self.username)
+        self.success(f"Removed filter id {n}")
+
+
+class FilterTestHandler(_FiltersBase):
+    @authenticated
+    async def post(self, filter_id: str):
+        """Run a version over archived alerts (object ids and/or a JD range) with the broker's engine."""
+        n = path_filter_id(filter_id)
+        body = self.json_object(required=False)
+        try:
+            req = check_test_request(body)
+        except BacktestError as exc:
+            raise APIError(400, str(exc)) from None
+        doc = await self.load(n)
+        try:
+            version = pick_version(doc, req["filter_version"])
+        except BacktestError as exc:
+            raise APIError(400, str(exc)) from None
+        survey = self.survey(doc["catalog"])
+        t0 = time.perf_counter()
+        deadline = req["max_time_ms"] / 1000
+        q = selection(survey, req["object_ids"], req["start_jd"], req["end_jd"])
+        try:
+            alerts, aux = await asyncio.wait_for(self._alerts_with_aux(survey, q), timeout=deadline)
+        except asyncio.TimeoutError:
+            raise APIError(400, f"failure: reading the alerts exceeded max_time_ms ({req['max_time_ms']})") from None
+        loop = asyncio.get_running_loop()
+        outputs: list = []
+        errors = 0
+        first = None
+        step = 200
+        for i in range(0, len(alerts), step):
+            if time.perf_counter() - t0 > deadline:
+                raise APIError(400, f"failure: filter test exceeded max_time_ms ({req['max_time_ms']}) after "
+                                    f"{i} of {len(alerts)} alerts")
+            _, outs, errs, err = await loop.run_in_executor(
+                None, evaluate_chunk, version["pipeline"], alerts[i:i + step], aux, doc.get("permissions", []),
+                survey, True)
+            outputs.extend(outs)
+            errors += errs
+            first = first or err
+        seconds = time.perf_counter() - t0
+        summary = {"fid": version["fid"], "alerts": len(alerts), "passed": len(outputs),
+                   "rate": round(len(outputs) / len(alerts), 6) if alerts else 0.0, "errors": errors,
+                   "first_error": first, "seconds": round(seconds, 3)}
+        log.info("filter %d test of %s: %d/%d passed, %d errors in %.3f s", n, version["fid"], len(outputs),
+                 len(alerts), errors, seconds)
+        self.success("filter test successful", outputs, summary=summary)
+
+
+class UserGroupsHandler(BaseHandler):
+    """The groups a user belongs to (whose filters they may manage)."""
+
+    @property
+    def users(self):
+        return self.db[self.config["collections"]["users"]]
+
+    @admin_only
+    async def get(self, username: str):
+        doc = await self.users.find_one({"_id": username}, {"groups": 1})
+        if doc is None:
+            raise APIError(400, f"user {username} not found")
+        self.success(f"groups of user {username}", doc.get("groups", []))
+
+    @admin_only
+    async def put(self, username: str):
+        body = self.json_object()
+        groups = body.get("groups")
+        if set(body) != {"groups"} or not isinstance(groups, list) or not all(
+                isinstance(g, int) and not isinstance(g, bool) and g >= 1 for g in groups):
+            raise APIError(400, 'body must be {"groups": [group id, ...]} with integer group ids >= 1')
+        res = await self.users.update_one({"_id": username}, {"$set": {"groups": sorted(set(groups))}})
+        if res.matched_count == 0:
+            raise APIError(400, f"user {username} not found")
+        self.state.users.forget(username)
+        self.success(f"set the groups of user {username}", sorted(set(groups)))
+
+
+default_handlers = [
+    (r"/api/filters/?", FiltersHandler),
+    (r"/api/filters/([^/]+)/test/?", FilterTestHandler),
+    (r"/api/filters/([^/]+)/?", FilterHandler),
+    (r"/api/users/([^/]+)/groups/?", UserGroupsHandler),
+]

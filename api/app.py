@@ -35,7 +35,7 @@ log = logging.getLogger("kowalski.api")
 def make_app(config: Config, database) -> tornado.web.Application:
     from api.handlers import all_handlers
 
-    state = SimpleNamespace(users=UserCache(config), catalogs={})
+    state = SimpleNamespace(users=UserCache(config), catalogs={}, inflight=0)
     return tornado.web.Application(
         all_handlers(),
         config=config,
@@ -89,10 +89,15 @@ async def serve(config: Config, sockets: list[socket.socket], worker: int) -> No
     t0 = time.monotonic()
     server.stop()  # stop accepting
     grace = float(config["api"].get("shutdown_grace_seconds", 10))
+    state = app.settings["state"]
+    while state.inflight > 0 and time.monotonic() - t0 < grace:  # let requests in flight finish
+        await asyncio.sleep(0.05)
+    if state.inflight > 0:
+        log.warning("worker %d: %d request(s) still running after %.0f s, closing anyway", worker, state.inflight, grace)
     try:
-        await asyncio.wait_for(server.close_all_connections(), timeout=grace)
+        await asyncio.wait_for(server.close_all_connections(), timeout=2)
     except asyncio.TimeoutError:
-        log.warning("worker %d: requests still running after %.0f s, closing anyway", worker, grace)
+        pass
     await client.close()
     log.info("worker %d stopped in %.2f s", worker, time.monotonic() - t0)
 

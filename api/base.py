@@ -107,6 +107,8 @@ class BaseHandler(tornado.web.RequestHandler):
         self._too_large = False
         self._t0 = time.perf_counter()
         self.db_seconds = 0.0  # time spent waiting for the database (for logs and benchmarks)
+        self.state.inflight += 1  # drained on SIGTERM before connections are closed
+        self._counted = True
 
     # --- context -----------------------------------------------------------------------
     @property
@@ -281,7 +283,17 @@ class BaseHandler(tornado.web.RequestHandler):
     def log_exception(self, typ, value, tb) -> None:  # our own mapping logs what matters
         pass
 
+    def _uncount(self) -> None:
+        if getattr(self, "_counted", False):
+            self._counted = False
+            self.state.inflight -= 1
+
+    def on_connection_close(self) -> None:
+        self._uncount()
+        super().on_connection_close()
+
     def on_finish(self) -> None:
+        self._uncount()
         elapsed = time.perf_counter() - self._t0
         access_log.info("%s %s %s %d %.1fms db=%.1fms", self.username or "-", self.request.method,
                         self.request.path, self.get_status(), elapsed * 1000, self.db_seconds * 1000)

@@ -18,7 +18,7 @@ from pymongo.errors import BulkWriteError
 from tqdm import tqdm
 
 from kowalski import db
-from kowalski.astro import position_document, valid_radec
+from kowalski.astro import position_documents, valid_radec
 
 log = logging.getLogger("kowalski.catalogs")
 
@@ -136,7 +136,7 @@ def load_catalog(config, path: Path, name: str, ra_col=None, dec_col=None, id_co
         else:
             doc = dict(row)
             doc["_id"] = row[id_col] if id_col else f"{path.stem}_{i}"
-            doc["coordinates"] = position_document(float(ra), float(dec))
+            doc["coordinates"] = position_documents(float(ra), float(dec))[0]
             batch.append(doc)
         if len(batch) >= CHUNK:
             inserted += _insert(coll, batch)
@@ -210,9 +210,10 @@ def synth_catalog(config, name: str, n: int, centres: list[tuple[float, float]] 
     bar = tqdm(total=n, unit="src", desc=f"synth {name}", disable=not progress)
     inserted = 0
     for s in range(0, n, CHUNK):
+        e = min(n, s + CHUNK)
+        coords = position_documents(ra[s:e], dec[s:e])
         docs = [{"_id": i, "ra": float(ra[i]), "dec": float(dec[i]), "mag": round(float(mag[i]), 3),
-                 "synthetic": True, "coordinates": position_document(float(ra[i]), float(dec[i]))}
-                for i in range(s, min(n, s + CHUNK))]
+                 "synthetic": True, "coordinates": coords[i - s]} for i in range(s, e)]
         inserted += _insert(coll, docs)
         bar.update(len(docs))
     bar.close()

@@ -395,6 +395,8 @@ def _round_trunc(op, v, place, truncate: bool):
         return v
     if place > 20:
         return v
+    if not truncate:
+        return float(round(v, place))  # correctly rounded from the exact binary value, half to even
     d = _Decimal(v).quantize(quantum, rounding=mode, context=decimal.Context(prec=400))
     return float(d)
 
@@ -693,6 +695,17 @@ def _compile_field_path(path: str):
                 return doc.get(a, MISSING)
             return get(doc)
         return field1
+
+    if len(parts) == 2:
+        a, b = parts
+
+        def field2(doc, vars):
+            if type(doc) is dict:
+                w = doc.get(a, MISSING)
+                if type(w) is dict:
+                    return w.get(b, MISSING)
+            return get(doc)
+        return field2
 
     def field(doc, vars):
         return get(doc)
@@ -1089,9 +1102,24 @@ def _c_and(spec, ctx, op):
             return y is True or (y is not False and truthy(y))
         return _fold(and2, fns)
 
+    if len(fns) == 3:
+        a, b, c = fns
+
+        def and3(doc, vars):
+            x = a(doc, vars)
+            if not (x is True or (x is not False and truthy(x))):
+                return False
+            x = b(doc, vars)
+            if not (x is True or (x is not False and truthy(x))):
+                return False
+            x = c(doc, vars)
+            return x is True or (x is not False and truthy(x))
+        return _fold(and3, fns)
+
     def and_(doc, vars):
         for f in fns:
-            if not truthy(f(doc, vars)):
+            x = f(doc, vars)
+            if not (x is True or (x is not False and truthy(x))):
                 return False
         return True
     return _fold(and_, fns)
@@ -1689,6 +1717,20 @@ def _c_array_acc(op_name):
                     return reducer(v)
                 return reducer((v,))
             return _fold(acc1, fns)
+
+        if len(fns) == 2 and op_name in ("$max", "$min"):
+            a, b = fns
+            pick = max if op_name == "$max" else min
+
+            def minmax2(doc, vars):
+                x = a(doc, vars)
+                y = b(doc, vars)
+                tx = type(x)
+                ty = type(y)
+                if (tx is float or tx is int) and (ty is float or ty is int) and x == x and y == y:
+                    return pick(x, y)
+                return reducer((x, y))
+            return _fold(minmax2, fns)
 
         def accn(doc, vars):
             return reducer([f(doc, vars) for f in fns])

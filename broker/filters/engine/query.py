@@ -22,7 +22,8 @@ from .bson_order import (
     MISSING, R_NULL, R_NUMBER, compare, rank, to_pynum, truthy, type_name,
 )
 from .errors import FilterCompileError, UnsupportedOperator
-from .expressions import FORBIDDEN_OPERATORS, Ctx, compile_expression
+from .codegen import compile_fast
+from .expressions import FORBIDDEN_OPERATORS, Ctx
 from .paths import _SLOW, query_getter, split_path
 
 __all__ = ["compile_query"]
@@ -526,7 +527,7 @@ def compile_query(q, ctx: Ctx | None = None, top_level: bool = True):
             elif k == "$expr":
                 if not top_level:
                     raise _cerr("$expr can only be applied to the top-level document", k)
-                f = compile_expression(v, ctx)
+                f = compile_fast(v, ctx)
                 ms.append(lambda doc, f=f: truthy(f(doc, {"ROOT": doc})))
             elif k == "$comment":
                 continue

@@ -12,10 +12,8 @@ import functools
 
 from .bson_order import MISSING, R_NUMBER, compare, fmt, group_key, rank, to_pynum, type_name
 from .errors import FilterCompileError, FilterRuntimeError, UnsupportedOperator
-from .expressions import (
-    FORBIDDEN_OPERATORS, Ctx, acc_avg, acc_max, acc_min, acc_std_pop, acc_std_samp, acc_sum,
-    compile_expression,
-)
+from .codegen import compile_fast as compile_expression
+from .expressions import FORBIDDEN_OPERATORS, Ctx, acc_avg, acc_max, acc_min, acc_std_pop, acc_std_samp, acc_sum
 from .paths import get_plain, set_plain, sort_values, split_path
 from .query import compile_query
 

@@ -79,6 +79,8 @@ class AlertBroker:
         self.pending: list = []  # messages received while paused (delivered by a poll)
         self.paused = False
         self.crossmatchers = {s: CrossMatcher(config, s) for s in self.surveys}
+        from broker.filters.runner import FilterRunner  # active user filters -> durable outbox
+        self.filter_runners = {s: FilterRunner(config, s) for s in self.surveys} if write else {}
         self.stats = metrics.BrokerStats(self.surveys)
         self.client = self.cluster = None
         self.consumer = self.producer = None
@@ -173,6 +175,8 @@ class AlertBroker:
             result = process_messages(batch.survey, [m.value() or b"" for m in batch.messages], self.config)
         t0 = time.monotonic()
         counts = {**self._store_with_retry(batch.survey, result), "failed": len(result.failed)}
+        if self.filter_runners:  # passing alerts reach the outbox before the offsets are committed
+            self.filter_runners[batch.survey].process(result.alerts)
         t_store = time.monotonic() - t0
         for idx, reason in result.failed:
             self._dead_letter(batch.messages[idx], reason, batch.survey)

@@ -105,7 +105,9 @@ def check_test_request(body: dict) -> dict:
         if object_ids is None and end_jd - start_jd > 1:
             raise BacktestError("start_date and end_date must be within 1 day of each other if object_ids is "
                                 "not provided")
-    max_time_ms = body.get("max_time_ms", DEFAULT_TIME_MS)
+    max_time_ms = body.get("max_time_ms")
+    if max_time_ms is None:
+        max_time_ms = DEFAULT_TIME_MS
     if isinstance(max_time_ms, bool) or not isinstance(max_time_ms, int) or max_time_ms <= 0:
         raise BacktestError("max_time_ms must be a positive integer")
     if max_time_ms > MAX_TIME_MS:

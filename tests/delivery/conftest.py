@@ -1,0 +1,3 @@
+"""Delivery test fixtures: the broker-test helpers, reused."""
+
+from tests.broker.conftest import ztf_topic  # noqa: F401

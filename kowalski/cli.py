@@ -20,7 +20,7 @@ from kowalski.config import ConfigError, get_config, get_path, redact
 from kowalski.errors import CLIError
 from kowalski.services import ServiceError, all_services, get_service
 
-COMMAND_MODULES: list[str] = ["broker.cli", "broker.bench", "api.cli", "broker.filters.cli"]  # modules with register(subparsers)
+COMMAND_MODULES: list[str] = ["broker.cli", "broker.bench", "api.cli", "broker.filters.cli", "broker.filters.bench"]  # modules with register(subparsers)
 
 
 def setup_logging(level: str | None = None) -> None:

@@ -35,6 +35,8 @@ EXTRA = [
     {"$sum": {"$map": {"input": "$nums", "in": {"$multiply": ["$$this", 2]}}}},
     {"$lt": ["$a", None]}, {"$gte": ["$b", None]}, {"$ne": ["$s.x", None]}, {"$eq": [None, "$a"]},
     {"$in": ["$a", [1, 2.5, "a"]]}, {"$eq": ["$str", "PGIR1"]}, {"$gt": ["$n", 2]}, {"$lte": [3, "$n"]},
+    {"$anyElementTrue": ["$arr"]}, {"$allElementsTrue": [{"$ifNull": ["$arr", []]}]}, {"$first": "$arr"},
+    {"$last": "$nums"}, {"$arrayElemAt": ["$arr", "$a"]}, {"$arrayElemAt": ["$nums", -1]}, {"$isArray": "$s"},
     {"$avg": "$nums"}, {"$min": ["$a", "$n"]}, {"$max": "$arr"}, {"$type": "$s.nope"}, {"$literal": "$x"},
 ]
 

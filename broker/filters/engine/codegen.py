@@ -490,6 +490,56 @@ class _Gen:
     def op_avg(self, arg, ctx, scope, op):
         return self._acc(arg, ctx, scope, op)
 
+    def _with_slow(self, fast_cond: str, fast_expr: str, x: str, spec_with_a) -> str:
+        """out = fast_expr if fast_cond else <the closure of spec_with_a applied to $$a = x>."""
+        slow = self.const(X.compile_expression(spec_with_a, X.Ctx({"a"})))
+        out = self.tmp()
+        self.emit(f"{out} = {fast_expr} if {fast_cond} else {slow}(None, {{'a': {x}}})")
+        return out
+
+    def op_anyElementTrue(self, arg, ctx, scope, op):
+        x = self.gen(self._one(arg), ctx, scope)
+        out = self._with_slow(f"type({x}) is list", f"any({_truthy_src('_e')} for _e in {x})", x, {op: ["$$a"]})
+        self.bools.add(out)
+        return out
+
+    def op_allElementsTrue(self, arg, ctx, scope, op):
+        x = self.gen(self._one(arg), ctx, scope)
+        out = self._with_slow(f"type({x}) is list", f"all({_truthy_src('_e')} for _e in {x})", x, {op: ["$$a"]})
+        self.bools.add(out)
+        return out
+
+    def op_isArray(self, arg, ctx, scope, op):
+        x = self.gen(self._one(arg), ctx, scope)
+        out = self.tmp()
+        self.emit(f"{out} = type({x}) is list")
+        self.bools.add(out)
+        return out
+
+    def op_first(self, arg, ctx, scope, op):
+        x = self.gen(self._one(arg), ctx, scope)
+        return self._with_slow(f"type({x}) is list and {x}", f"{x}[0]", x, {op: "$$a"})
+
+    def op_last(self, arg, ctx, scope, op):
+        x = self.gen(self._one(arg), ctx, scope)
+        return self._with_slow(f"type({x}) is list and {x}", f"{x}[-1]", x, {op: "$$a"})
+
+    def op_arrayElemAt(self, arg, ctx, scope, op):
+        a, b = self._two(arg, ctx, op)
+        x = self.gen(a, ctx, scope)
+        i = self.gen(b, ctx, scope)
+        slow = self.const(X.compile_expression({op: ["$$a", "$$b"]}, X.Ctx({"a", "b"})))
+        out = self.tmp()
+        self.emit(f"if type({x}) is list and type({i}) is int and -len({x}) <= {i} < len({x}):")
+        self.indent()
+        self.emit(f"{out} = {x}[{i}]")
+        self.dedent()
+        self.emit("else:")
+        self.indent()
+        self.emit(f"{out} = {slow}(None, {{'a': {x}, 'b': {i}}})")
+        self.dedent()
+        return out
+
     def op_literal(self, arg, ctx, scope, op):
         out = self.tmp()
         self.emit(f"{out} = {self.const(arg)}")

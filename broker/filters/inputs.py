@@ -138,7 +138,7 @@ def filter_input(alert_doc: dict, aux_doc: dict | None, permissions, survey: str
             return fast
     doc = {k: v for k, v in alert_doc.items() if k not in spec.cutouts}
     doc["aux"] = [aux_doc] if aux_doc is not None else []
-    return compiled.passes(doc)
+    return compiled.passes(doc, copy=False)
 
 
 def _fast_history(items, jd, spec: UpstreamSpec, perms, past_only: bool, fp: bool):

@@ -278,3 +278,19 @@ def test_documented_behaviours_the_database_gets_wrong():
     assert ev({"$toString": "$d"}, {"d": datetime.datetime(2018, 3, 27, 16, 58, 51, 538000)}) == "2018-03-27T16:58:51.538Z"
     assert run([{"$project": {"f": 2, "_id": 0}}], [{"f": "x", "g": 1}]) == [{"f": "x"}]
     assert ev({"$map": {"input": [{"a": 1}, {}], "as": "p", "in": {"$type": "$$p.a"}}}) == ["int", "missing"]
+
+
+def test_outputs_belong_to_the_caller():
+    f = compile_pipeline([{"$addFields": {"tags": ["a", "b"], "meta": {"$literal": {"k": [1]}}}},
+                          {"$project": {"candidate": 1, "tags": 1, "meta": 1}}])
+    alert = {"_id": 1, "candidate": {"jd": 1.0, "arr": [1, 2]}}
+    out = f.passes(alert)
+    out["candidate"]["jd"] = 2.0
+    out["candidate"]["arr"].append(3)
+    out["tags"].append("c")
+    out["meta"]["k"].append(2)
+    assert alert == {"_id": 1, "candidate": {"jd": 1.0, "arr": [1, 2]}}
+    assert f.passes(alert) == {"_id": 1, "candidate": {"jd": 1.0, "arr": [1, 2]}, "tags": ["a", "b"], "meta": {"k": [1]}}
+    assert f.run([alert])[0]["tags"] is not f.run([alert])[0]["tags"]
+    shared = f.passes(alert, copy=False)
+    assert shared["candidate"] is alert["candidate"]

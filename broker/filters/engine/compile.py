@@ -130,13 +130,29 @@ def compile_stages(pipeline, ctx=None, nested=False):
     return run
 
 
+def own(value):
+    """A copy of the dicts and lists of a value (leaves are immutable or shared: str, numbers,
+    datetime, bytes, ObjectId...)."""
+    t = type(value)
+    if t is dict:
+        return {k: own(v) for k, v in value.items()}
+    if t is list:
+        return [own(v) for v in value]
+    if isinstance(value, dict):
+        return {k: own(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [own(v) for v in value]
+    return value
+
+
 class CompiledPipeline:
     """A compiled filter pipeline.
 
     ``run(docs)`` evaluates the pipeline over a list of documents (like ``aggregate``);
     ``passes(doc)`` evaluates it on one alert and returns the first output document or None.
-    Input documents are never modified; output documents may share sub-objects with the input
-    (copy before mutating them).
+    Input documents are never modified.  Output documents belong to the caller (``copy=True``,
+    the default); with ``copy=False`` they may share sub-objects with the input and with the
+    filter's constants, and must not be mutated.
     """
 
     __slots__ = ("pipeline", "_batches", "_fused", "n_stages")
@@ -147,11 +163,13 @@ class CompiledPipeline:
         self._fused = fused
         self.n_stages = len(pipeline)
 
-    def run(self, docs) -> list:
+    def run(self, docs, copy: bool = True) -> list:
         docs = list(docs)
         try:
             for b in self._batches:
                 docs = b(docs)
+            if copy:
+                docs = [own(d) for d in docs]
         except FilterError:
             raise
         except RecursionError:
@@ -160,19 +178,20 @@ class CompiledPipeline:
             raise FilterRuntimeError(f"{type(exc).__name__}: {exc}") from exc
         return docs
 
-    def passes(self, doc: dict):
+    def passes(self, doc: dict, copy: bool = True):
         fused = self._fused
         if fused is not None:
             try:
-                return fused(doc)
+                out = fused(doc)
+                return own(out) if copy and out is not None else out
             except FilterError:
                 raise
             except RecursionError:
                 raise FilterRuntimeError("document or expression nested too deeply") from None
             except Exception as exc:  # noqa: BLE001
                 raise FilterRuntimeError(f"{type(exc).__name__}: {exc}") from exc
-        out = self.run([doc])
-        return out[0] if out else None
+        out = self.run([doc], copy=False)
+        return (own(out[0]) if copy else out[0]) if out else None
 
     def __repr__(self) -> str:
         names = [next(iter(s)) for s in self.pipeline]

@@ -89,10 +89,11 @@ def _compile_list(pipeline, ctx, nested=False, offset=0):
         try:
             kind, fn = compile_stage(name, spec, ctx)
         except UnsupportedOperator as exc:
-            word = "forbidden" if exc.forbidden else "unsupported"
             what = "stage" if exc.operator == name else "operator"
-            msg = (f"{word} stage {name} in stage {n}" if what == "stage"
-                   else f"{word} operator {exc.operator} in stage {n} ({name})")
+            msg = (f"unsupported stage {name} in stage {n}" if what == "stage"
+                   else f"unsupported operator {exc.operator} in stage {n} ({name})")
+            if exc.forbidden:
+                msg += ": forbidden in filters"
             raise UnsupportedOperator(msg, operator=exc.operator, stage_index=n, stage=name,
                                       forbidden=exc.forbidden) from None
         except FilterCompileError as exc:

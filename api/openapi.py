@@ -175,6 +175,102 @@ def query_schema(query_type: str) -> dict:
     return _inline(schemas[QUERY_SCHEMA_NAMES[query_type]], schemas)
 
 
+def _filter_paths() -> dict:
+    """/api/filters (handlers/filters.py)."""
+    pipeline = {"description": "aggregation pipeline: a list of stages, or its JSON string",
+                "anyOf": [{"type": "array", "minItems": 1, "items": {"type": "object"}}, {"type": "string"}]}
+    autosave = {"description": "false/true or {active, comment, ignore_group_ids, pipeline, saver_id}",
+                "anyOf": [{"type": "boolean"}, {"type": "object", "additionalProperties": False, "properties": {
+                    "active": {"type": "boolean"}, "comment": {"type": "string"},
+                    "ignore_group_ids": {"type": "array", "items": {"type": "integer"}}, "pipeline": pipeline,
+                    "saver_id": {"type": "integer"}}}]}
+    auto_followup = {"type": "object", "description": "{} or {active, allocation_id, comment, payload, pipeline, "
+                     "priority_order (asc|desc), target_group_ids, ignore_allocation_ids, not_if_tns_reported, "
+                     "radius, validity_days, implements_update}; needs autosave enabled"}
+    fid = {"type": "string", "minLength": 6, "maxLength": 6}
+
+    def nullable(props: dict) -> dict:
+        return {k: {**v, "nullable": True} for k, v in props.items()}
+    version = {"type": "object", "required": ["fid", "pipeline", "created_at"], "properties": {
+        "fid": fid, "pipeline": {"type": "string"}, "created_at": {"type": "object"}}}
+    filter_doc = {"type": "object", "required": ["filter_id", "group_id", "catalog", "fv"], "properties": {
+        "filter_id": {"type": "integer"}, "group_id": {"type": "integer"}, "catalog": {"type": "string"},
+        "permissions": {"type": "array", "items": {"type": "integer"}}, "active": {"type": "boolean"},
+        "active_fid": fid, "fv": {"type": "array", "items": version}, "autosave": {},
+        "auto_followup": {"type": "object"}, "update_annotations": {"type": "boolean"}}}
+    fpath = {"name": "filter_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+    example = {"group_id": 1, "filter_id": 1, "catalog": "ZTF_alerts", "permissions": [1, 2], "pipeline": [
+        {"$match": {"candidate.drb": {"$gt": 0.9999}, "cross_matches.CLU_20190625.0": {"$exists": False}}},
+        {"$addFields": {"annotations.author": "dd", "annotations.mean_rb": {"$avg": "$prv_candidates.rb"}}},
+        {"$project": {"_id": 0, "candid": 1, "objectId": 1, "annotations": 1}}]}
+    return {
+        "/api/filters": {
+            "get": {"summary": "The filters of your groups (admin: all)", "operationId": "list_filters",
+                    "tags": ["filters"], "security": AUTH,
+                    "responses": _responses(_success("Filters", {"type": "array", "items": filter_doc}), "401")},
+            "post": {"summary": "Save a filter version (creates the filter on its first version)",
+                     "operationId": "save_filter", "tags": ["filters"], "security": AUTH,
+                     "description": ("The pipeline is compiled by the broker's filter engine (unsupported operators "
+                                     "are refused by name; $lookup, $unionWith, $out, $merge are forbidden) and "
+                                     "dry-run on the latest alert. Members of group_id (admin: all) may save. "
+                                     "Activation is refused when the version passes more than "
+                                     "filters.flood_guard_share of the most recent archived alerts."),
+                     "requestBody": {"required": True, **_json({
+                         "type": "object", "required": ["group_id", "filter_id", "catalog", "pipeline"],
+                         "additionalProperties": False, "properties": {
+                             "group_id": {"type": "integer", "minimum": 1}, "filter_id": {"type": "integer", "minimum": 1},
+                             "catalog": {"type": "string"}, "permissions": {"type": "array", "items": {"type": "integer"}},
+                             "pipeline": pipeline, "active": {"type": "boolean"},
+                             **nullable({"autosave": autosave, "auto_followup": auto_followup}),
+                             "update_annotations": {"type": "boolean"}}}, example)},
+                     "responses": _responses(_success("Saved version", version), "401", "403", "409")},
+            "patch": {"summary": "Change active, active_fid, autosave, auto_followup, update_annotations",
+                      "operationId": "update_filter", "tags": ["filters"], "security": AUTH,
+                      "requestBody": {"required": True, **_json({
+                          "type": "object", "required": ["filter_id"], "additionalProperties": False, "properties": {
+                              "filter_id": {"type": "integer", "minimum": 1}, **nullable({
+                                  "active": {"type": "boolean"}, "active_fid": {"type": "string"},
+                                  "autosave": autosave, "auto_followup": auto_followup,
+                                  "update_annotations": {"type": "boolean"}})},
+                          "description": "null values are ignored (Kowalski)"}, {"filter_id": 1, "active": False})},
+                      "responses": _responses(_success("Updated", filter_doc), "401", "403")}},
+        "/api/filters/{filter_id}": {
+            "parameters": [fpath],
+            "get": {"summary": "A filter with its versions", "operationId": "get_filter", "tags": ["filters"],
+                    "security": AUTH, "responses": _responses(_success("The filter", filter_doc), "401", "403")},
+            "delete": {"summary": "Remove a filter", "operationId": "remove_filter", "tags": ["filters"],
+                       "security": AUTH, "responses": _responses(_success("Removed"), "401", "403")}},
+        "/api/filters/{filter_id}/test": {
+            "parameters": [fpath],
+            "post": {"summary": "Run a version over archived alerts (object ids and/or a JD range)",
+                     "operationId": "test_filter", "tags": ["filters"], "security": AUTH,
+                     "description": ("The last version unless filter_version is given. Without object_ids the "
+                                     "range is at most one day. `data`: the pipeline outputs; `summary`: alerts, "
+                                     "passed, rate, errors, seconds."),
+                     "requestBody": {"required": True, **_json({"type": "object", "properties": nullable({
+                         "filter_version": {"type": "string"},
+                         "object_ids": {"type": "array", "maxItems": 1000, "items": {"type": "string"}},
+                         "start_date": {"anyOf": [{"type": "number"}, {"type": "string"}]},
+                         "end_date": {"anyOf": [{"type": "number"}, {"type": "string"}]},
+                         "max_time_ms": {"type": "integer", "minimum": 1, "maximum": 300000}}),
+                         "description": "null values count as absent"},
+                         {"start_date": 2460229.9338542, "end_date": 2460230.9338542})},
+                     "responses": _responses(_success("Outputs", {"type": "array", "items": {"type": "object"}}),
+                                             "401", "403")}},
+        "/api/users/{username}/groups": {
+            "parameters": [{"name": "username", "in": "path", "required": True,
+                            "schema": {"type": "string", "minLength": 1}}],
+            "get": {"summary": "The groups of a user (admin)", "operationId": "get_user_groups", "tags": ["users"],
+                    "security": AUTH, "responses": _responses(_success("Groups"), "401", "403")},
+            "put": {"summary": "Set the groups of a user, whose filters they may manage (admin)",
+                    "operationId": "set_user_groups", "tags": ["users"], "security": AUTH,
+                    "requestBody": {"required": True, **_json({"type": "object", "required": ["groups"],
+                                                                "additionalProperties": False, "properties": {
+                        "groups": {"type": "array", "items": {"type": "integer", "minimum": 1}}}}, {"groups": [1]})},
+                    "responses": _responses(_success("Set"), "401", "403")}},
+    }
+
+
 def build_spec(config) -> dict:
     surveys = list(config["surveys"])
     survey = {"name": "survey", "in": "path", "required": True, "schema": {"type": "string", "enum": surveys}}
@@ -268,6 +364,7 @@ def build_spec(config) -> dict:
                 "responses": _responses(_success("Classifications", {"type": "object", "required": ["candid", "human_labels"], "properties": {
                     "candid": {"type": "integer"}, "objectId": {"type": "string", "nullable": True},
                     "human_labels": {"type": "object"}, "ml_scores": {"type": "object"}}}), "401", "404")}},
+            **_filter_paths(),
             "/docs/api/openapi.json": {"get": {
                 "summary": "This description", "operationId": "openapi", "tags": ["docs"], "security": [],
                 "responses": {"200": {"description": "OpenAPI 3", **_json({"type": "object"})}}}},

@@ -52,7 +52,7 @@ class UsersHandler(_UsersBase):
         check_username(username)
         check_password_value(password)
         email = body.get("email")
-        if email is not None and not isinstance(email, str):
+        if "email" in body and not isinstance(email, str):
             raise APIError(400, "email must be a string")
         permissions = validate_permissions(self.config, body.get("permissions", {}))
         doc = {

@@ -294,3 +294,11 @@ def test_outputs_belong_to_the_caller():
     assert f.run([alert])[0]["tags"] is not f.run([alert])[0]["tags"]
     shared = f.passes(alert, copy=False)
     assert shared["candidate"] is alert["candidate"]
+
+
+def test_compiled_pipelines_pickle_for_dask_workers():
+    import pickle
+
+    f = compile_pipeline([{"$match": {"a": {"$gt": 1}}}, {"$addFields": {"b": {"$map": {"input": "$xs", "in": {"$add": ["$$this", 1]}}}}}])
+    g = pickle.loads(pickle.dumps(f))
+    assert g.passes({"a": 2, "xs": [1, 2]}) == f.passes({"a": 2, "xs": [1, 2]}) == {"a": 2, "xs": [1, 2], "b": [2, 3]}

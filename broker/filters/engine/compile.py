@@ -194,6 +194,10 @@ class CompiledPipeline:
         out = self.run([doc], copy=False)
         return (own(out[0]) if copy else out[0]) if out else None
 
+    def __reduce__(self):
+        # closures and generated code do not pickle: ship the pipeline, recompile on arrival (Dask)
+        return (compile_pipeline, (self.pipeline,))
+
     def __repr__(self) -> str:
         names = [next(iter(s)) for s in self.pipeline]
         return f"CompiledPipeline({' | '.join(names)})"

@@ -125,8 +125,12 @@ class Survey:
 
         Packets carry ~30 days of forced photometry; for an object first seen later than that,
         it would be a partial history, so Kowalski stores none (ndethist <= 1 or
-        jd - jdstarthist < 30 keeps them).
+        jd - jdstarthist < 30 keeps them). The archive keeps them by default (nothing good is
+        lost; filters see the forced photometry the packet carried); config
+        ``surveys.<name>.fp_hists_cutoff: true`` restores Kowalski's rule.
         """
+        if not self.settings.get("fp_hists_cutoff", False):
+            return True
         ndethist, jd, start = candidate.get("ndethist"), candidate.get("jd"), candidate.get("jdstarthist")
         if ndethist is not None and ndethist <= 1:
             return True

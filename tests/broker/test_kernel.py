@@ -177,8 +177,12 @@ def test_fp_hists_update_scenario(ztf):
     assert stored[:11] == full[:11]
 
 
-def test_fp_cutoff_for_new_objects(ztf):
+def test_fp_cutoff_for_new_objects(cfg):
+    """Kowalski's cutoff, when configured (the default archives all forced photometry)."""
+    default = get_survey("ztf", cfg)
+    ztf = get_survey("ztf", {**cfg, "surveys": {**cfg["surveys"], "ztf": {**cfg["surveys"]["ztf"], "fp_hists_cutoff": True}}})
     doc, hist = _mongified(ztf, *ZTF_2023, f"{FP_CANDID}.avro")
+    assert len(history.merge_history(None, [(doc["candidate"], hist, True)], default)["fp_hists"]) == 21
     cand = doc["candidate"]
     assert cand["ndethist"] > 1 and cand["jd"] - cand["jdstarthist"] >= 30  # an old object
     merged = history.merge_history(None, [(cand, hist, True)], ztf)

@@ -56,7 +56,9 @@ def test_ingest_ztf_idempotent_with_scores(config):
     # candid is int64 in BSON even where it would fit 32 bits
     assert d.ZTF_alerts.count_documents({"candid": {"$type": "long"}}) == 36
     fp = d.ZTF_alerts_aux.find_one({"_id": "ZTF17aadcvhq"})
-    assert fp["fp_hists"] == [] and len(fp["prv_candidates"]) == 20  # old object: Kowalski's fp cutoff
+    # the archive keeps the 21 forced-photometry points (Kowalski's cutoff is off by default)
+    assert len(fp["fp_hists"]) == 21 and len(fp["prv_candidates"]) == 20
+    assert [p["jd"] for p in fp["fp_hists"]] == sorted(p["jd"] for p in fp["fp_hists"])
 
 
 @pytest.mark.parametrize("survey,parts,n_alerts,n_aux", [

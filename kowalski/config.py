@@ -21,7 +21,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "KOWALSKI_"
 ENV_ALIASES = {"KOWALSKI_MONGODB_URI": "database.uri"}
 # Environment variables that configure the tooling itself, not config keys.
-ENV_IGNORED = {"KOWALSKI_CONFIG", "KOWALSKI_ROOT"}
+ENV_IGNORED = {"KOWALSKI_CONFIG", "KOWALSKI_ROOT", "KOWALSKI_LOG_LEVEL"}
+ENV_IGNORED_PREFIXES = ("KOWALSKI_TEST_",)  # test-suite switches
 SECRET_KEY_PATTERN = re.compile(r"(password|secret|token|api_key|private)", re.I)
 GENERATED_SECRETS = ("admin.password", "secrets.jwt_secret_key")
 
@@ -77,7 +78,7 @@ def _set_path(tree: dict, path: list[str], value: Any) -> None:
 def env_overrides(tree: Mapping, environ: Mapping[str, str]) -> dict:
     out: dict = {}
     for var, raw in environ.items():
-        if not var.startswith(ENV_PREFIX) or var in ENV_IGNORED:
+        if not var.startswith(ENV_PREFIX) or var in ENV_IGNORED or var.startswith(ENV_IGNORED_PREFIXES):
             continue
         try:
             value = yaml.safe_load(raw) if raw != "" else ""

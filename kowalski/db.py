@@ -187,3 +187,14 @@ def filters_collection(config: Config):
 
 def filter_outbox(config: Config, survey: str):
     return get_db(config)[f"{survey_config(config, survey)['prefix']}_filter_outbox"]
+
+
+def ensure_outbox_indexes(config: Config, survey: str) -> None:
+    """The outbox's index for due deliveries (created once; idempotent on every backend)."""
+    coll = filter_outbox(config, survey)
+    have = {ix["name"] for ix in coll.list_indexes()} if coll.name in get_db(config).list_collection_names() else set()
+    if "pending_created" not in have:
+        try:
+            coll.create_index([("pending", 1), ("created_at", 1)], name="pending_created")
+        except OperationFailure as exc:  # created concurrently
+            log.debug("outbox index: %s", exc)

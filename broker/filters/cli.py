@@ -1,4 +1,5 @@
-"""``kowalski filter backtest``: run a filter version over archived alerts through the engine.
+"""``kowalski filter backtest`` (a version over archived alerts through the engine) and
+``kowalski filter deliver`` (the outbox to SkyPortal / Kafka, with retries).
 
     kowalski filter backtest --filter-id 1 [--fid abc123] [--object-ids ZTF17aadcvhq,...]
                              [--start 2460229.93 --end 2460230.93] [--scheduler tcp://host:8786 | --workers 2]
@@ -130,6 +131,50 @@ def cmd_backtest(args) -> int:
     return 0
 
 
+def cmd_deliver(args) -> int:
+    import signal
+    import threading
+
+    from broker.delivery import Delivery
+    from kowalski.config import get_config
+
+    config = get_config()
+    for key, on in (("kafka", args.kafka), ("skyportal", args.skyportal)):
+        if on:
+            config["delivery"][key]["enabled"] = True
+    if not any((config["delivery"].get(t) or {}).get("enabled") for t in ("kafka", "skyportal")):
+        _fail("no delivery target enabled: set delivery.kafka.enabled / delivery.skyportal.enabled "
+              "(or --kafka / --skyportal)")
+    if (config["delivery"].get("skyportal") or {}).get("enabled") and not config["delivery"]["skyportal"].get("token"):
+        _fail("delivery.skyportal.token is not set")
+    surveys = [s.strip().lower() for s in args.survey.split(",") if s.strip()]
+    for s in surveys:
+        if s not in config["surveys"]:
+            _fail(f"unknown survey {s!r}; configured: {', '.join(config['surveys'])}")
+    workers = [Delivery(config, s) for s in surveys]
+    try:
+        if args.once:
+            for w in workers:
+                res = w.run_once()
+                print(f"{w.survey}: " + ", ".join(f"{t} delivered {v['delivered']} failed {v['failed']}"
+                                                 for t, v in res.items()) + f"; {w.pending()} still pending")
+            return 0
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        threads = [threading.Thread(target=w.run, args=(stop, args.idle), daemon=True) for w in workers]
+        for t in threads:
+            t.start()
+        while not stop.wait(1):
+            pass
+        for t in threads:
+            t.join(60)
+    finally:
+        for w in workers:
+            w.close()
+    return 0
+
+
 def _ints(text: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",") if x.strip()]
@@ -158,3 +203,10 @@ def register(subparsers) -> None:
     b.add_argument("--json", action="store_true", help="print the summary as JSON")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_backtest)
+    d = sub.add_parser("deliver", help="deliver passing alerts from the outbox to SkyPortal and/or Kafka (retries)")
+    d.add_argument("--survey", default="ztf", help="comma-separated surveys (default ztf)")
+    d.add_argument("--once", action="store_true", help="one pass over what is due, then exit")
+    d.add_argument("--kafka", action="store_true", help="enable the Kafka output (delivery.kafka.enabled)")
+    d.add_argument("--skyportal", action="store_true", help="enable SkyPortal (delivery.skyportal.enabled)")
+    d.add_argument("--idle", type=float, default=1.0, help="seconds to wait when nothing was delivered")
+    d.set_defaults(func=cmd_deliver)

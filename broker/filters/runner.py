@@ -71,6 +71,7 @@ class FilterRunner:
         self.filters: list[ActiveFilter] = []
         self._loaded_at: float | None = None
         self.stats = {"alerts": 0, "evaluations": 0, "passed": 0, "errors": 0, "outbox_new": 0}
+        self._indexed = False
 
     # --- filters ----------------------------------------------------------------------------
     def load(self) -> list[ActiveFilter]:
@@ -236,6 +237,9 @@ class FilterRunner:
     def write_outbox(self, docs: list[dict]) -> int:
         if not docs:
             return 0
+        if not self._indexed:
+            db.ensure_outbox_indexes(self.config, self.survey)
+            self._indexed = True
         ops = [UpdateOne({"_id": d["_id"]}, {"$setOnInsert": d}, upsert=True) for d in docs]
         try:
             res = db.filter_outbox(self.config, self.survey).bulk_write(ops, ordered=False)

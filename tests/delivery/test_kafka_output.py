@@ -113,3 +113,23 @@ def test_record_content(cfg):
     assert gzip.decompress(rec["cutoutDifference"]["stampData"])[:6] == b"SIMPLE"
     assert json.loads(rec["filter_output"])["candid"] == 2475433850015010009
     assert rec["classifications"]["acai_h_version"] == alert["classifications"]["acai_h_version"]
+
+
+def test_deliver_command(cfg):
+    """`kowalski filter deliver --once --kafka` on this module's outbox (re-queued to a new topic)."""
+    import os
+
+    outbox = db.filter_outbox(cfg, "ztf")
+    n = outbox.count_documents({})
+    outbox.update_many({}, {"$set": {"pending": ["kafka"], "next_at.kafka": dt.datetime(2000, 1, 1)}})
+    topic = f"kowalski_filter_cli{uuid.uuid4().hex[:8]}_{{filter_id}}"
+    env = {**os.environ, "KOWALSKI_DATABASE__NAME": cfg["database"]["name"], "KOWALSKI_DELIVERY__KAFKA__TOPIC": topic}
+    r = subprocess.run([sys.executable, "-m", "kowalski.cli", "filter", "deliver", "--once", "--kafka"], env=env,
+                       cwd=str(ROOT), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"ztf: kafka delivered {n} failed 0; 0 still pending"
+    assert len(read_topic(cfg, topic.format(filter_id=1), 22)) == 22
+    r = subprocess.run([sys.executable, "-m", "kowalski.cli", "filter", "deliver", "--once", "--survey", "nope",
+                        "--kafka"], env=env, cwd=str(ROOT), capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.strip() == "kowalski: error: unknown survey 'nope'; configured: " + \
+        ", ".join(cfg["surveys"])

@@ -136,9 +136,9 @@ def own(value):
     datetime, bytes, ObjectId...)."""
     t = type(value)
     if t is dict:
-        return {k: own(v) for k, v in value.items()}
+        return {k: (own(v) if type(v) is dict or type(v) is list else v) for k, v in value.items()}
     if t is list:
-        return [own(v) for v in value]
+        return [own(v) if type(v) is dict or type(v) is list else v for v in value]
     if isinstance(value, dict):
         return {k: own(v) for k, v in value.items()}
     if isinstance(value, list):

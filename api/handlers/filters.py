@@ -28,6 +28,7 @@ from bson import json_util
 from pymongo.errors import DuplicateKeyError
 
 from api.base import APIError, BaseHandler, admin_only, authenticated
+from api.rights import Rights
 from broker.filters import FilterCompileError, FilterRuntimeError, compile_pipeline
 from broker.filters.backtest import (
     BacktestError, check_test_request, cutout_projection, evaluate_chunk, object_id_field, pick_version,
@@ -127,6 +128,16 @@ class _FiltersBase(BaseHandler):
         if not self.may_manage(group_id):
             raise APIError(403, f"Forbidden: filters of group {group_id} are managed by its members; "
                                 f"you are not a member of group {group_id}")
+
+    def visible_programids(self, catalog: str) -> list[int] | None:
+        """The program ids of ``catalog`` this user may see (None: all, e.g. the admin)."""
+        return Rights(self.config, self.current_user, self.is_admin).programids(catalog)
+
+    def check_permissions(self, catalog: str, permissions: list) -> None:
+        allowed = self.visible_programids(catalog)
+        if allowed is not None and not set(permissions) <= set(allowed):
+            raise APIError(403, f"Forbidden: permissions {sorted(set(permissions) - set(allowed))} are program ids "
+                                f"of {catalog} you may not see (yours: {allowed}); the admin grants them")
 
     async def load(self, filter_id: int) -> dict:
         doc = await self.filters.find_one({"filter_id": filter_id})
@@ -292,6 +303,7 @@ class FiltersHandler(_FiltersBase):
                                                         for p in permissions):
             raise APIError(400, "permissions must be a list of integer program ids")
         self.check_group(group_id)
+        self.check_permissions(catalog, permissions)
         active = _bool(body.get("active", True), "active")
         update_annotations = _bool(body.get("update_annotations", False), "update_annotations")
         autosave = body.get("autosave", False)
@@ -412,6 +424,10 @@ class FilterTestHandler(_FiltersBase):
         t0 = time.perf_counter()
         deadline = req["max_time_ms"] / 1000
         q = selection(survey, req["object_ids"], req["start_jd"], req["end_jd"])
+        permissions = list(doc.get("permissions") or [])
+        allowed = self.visible_programids(doc["catalog"])
+        if allowed is not None:  # a member sees the outputs only on the program ids they may see
+            permissions = [p for p in permissions if p in allowed]
         try:
             alerts, aux = await asyncio.wait_for(self._alerts_with_aux(survey, q), timeout=deadline)
         except asyncio.TimeoutError:
@@ -426,8 +442,7 @@ class FilterTestHandler(_FiltersBase):
                 raise APIError(400, f"failure: filter test exceeded max_time_ms ({req['max_time_ms']}) after "
                                     f"{i} of {len(alerts)} alerts")
             _, outs, errs, err = await loop.run_in_executor(
-                None, evaluate_chunk, version["pipeline"], alerts[i:i + step], aux, doc.get("permissions", []),
-                survey, True)
+                None, evaluate_chunk, version["pipeline"], alerts[i:i + step], aux, permissions, survey, True)
             outputs.extend(outs)
             errors += errs
             first = first or err

@@ -31,8 +31,8 @@ def api(config):
     stop_server(proc)
 
 
-def flt(filter_id, group_id, pipeline=SELECTIVE, **kw):
-    return {"filter_id": filter_id, "group_id": group_id, "catalog": "ZTF_alerts", "permissions": [1, 2],
+def flt(filter_id, group_id, pipeline=SELECTIVE, permissions=(1,), **kw):
+    return {"filter_id": filter_id, "group_id": group_id, "catalog": "ZTF_alerts", "permissions": list(permissions),
             "pipeline": pipeline, **kw}
 
 
@@ -99,3 +99,27 @@ def test_flood_guard_refuses_activation(api):
     r = api.post("/api/filters", flt(30, 7, LOOSE), token=t)
     assert r.status_code == 400 and "flood guard" in r.json()["message"]
     assert len(api.get("/api/filters/30", token=t).json()["data"]["fv"]) == 2
+
+
+def test_members_see_only_their_program_ids(api, config):
+    """A member cannot give a filter program ids they may not see, nor see them through /test."""
+    from kowalski import db
+
+    alerts = db.get_db(config)["ZTF_alerts"]
+    copy = alerts.find_one({"candid": 2475433850015010009})
+    copy.pop("_id")
+    copy["candid"] += 7
+    copy["candidate"] = {**copy["candidate"], "programid": 2, "candid": copy["candid"]}
+    alerts.insert_one(copy)  # a programid-2 alert (alice sees programid 1 only)
+    alice = api.token("alice", "alice-pw")
+    r = api.post("/api/filters", flt(40, 5, permissions=(1, 2), active=False), token=alice)
+    assert r.status_code == 403 and "permissions [2] are program ids of ZTF_alerts you may not see" in r.json()["message"]
+    everything = [{"$match": {}}, {"$project": {"_id": 0, "candid": 1}}]
+    r = api.post("/api/filters", flt(40, 5, everything, permissions=(1, 2), active=False), token=api.admin_token)
+    assert r.status_code == 200, r.text
+    day = {"start_date": 2460229.9338542, "end_date": 2460230.9338542}
+    admin = api.post("/api/filters/40/test", day, token=api.admin_token).json()
+    mine = api.post("/api/filters/40/test", day, token=alice).json()
+    assert admin["summary"]["passed"] == 25 and copy["candid"] in {d["candid"] for d in admin["data"]}
+    assert mine["summary"]["passed"] == 24 and copy["candid"] not in {d["candid"] for d in mine["data"]}
+    alerts.delete_one({"candid": copy["candid"]})

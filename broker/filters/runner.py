@@ -67,6 +67,7 @@ class FilterRunner:
         fc = config.get("filters") or {}
         self.refresh_s = float(fc.get("refresh_s", 300))
         self.db_retries = int(fc.get("db_retries", 10))
+        self.slow_ms = float(fc.get("slow_ms_per_alert", 20))
         self.targets = delivery_targets(config)
         self.filters: list[ActiveFilter] = []
         self._loaded_at: float | None = None
@@ -124,7 +125,9 @@ class FilterRunner:
         passed: list[dict] = []
         errors: dict[int, list] = {}
         inputs: dict[tuple, list] = {}
+        slow: dict[int, float] = {}
         for f in self.filters:
+            t_f = time.perf_counter()
             if f.permissions not in inputs:
                 inputs[f.permissions] = [filter_input(a, aux.get(a.get(oid_field)), f.permissions, self.survey)
                                          for a in alerts]
@@ -142,9 +145,16 @@ class FilterRunner:
                     errors.setdefault(f.filter_id, []).append(f"candid {alert.get('candid')}: {exc}")
                     continue
                 passed.append(self._outbox_doc(f, alert, out, autosave, followup, now))
+            ms = (time.perf_counter() - t_f) * 1000 / len(alerts)
+            if ms > self.slow_ms:
+                slow[f.filter_id] = ms
         for fid, msgs in errors.items():
             self.stats["errors"] += len(msgs)
             self._record_errors(fid, len(msgs), msgs[-1])
+        for fid, ms in slow.items():  # recorded, so that its owners see it; the others are unaffected
+            log.warning("filter %s is slow: %.1f ms per alert (filters.slow_ms_per_alert %.0f)", fid, ms, self.slow_ms)
+            db.filters_collection(self.config).update_one({"filter_id": fid}, {
+                "$inc": {"slow_batches": 1}, "$set": {"last_slow_ms_per_alert": round(ms, 2), "last_slow_at": now}})
         self.stats["alerts"] += len(alerts)
         self.stats["passed"] += len(passed)
         return passed

@@ -83,6 +83,22 @@ def test_runner_writes_passing_pairs_once_and_isolates_failures(stored):
     assert outbox.count_documents({}) == 44
 
 
+def test_slow_filter_is_recorded(stored):
+    # $reduce over a long $range: a deliberately slow filter, run by a runner with a low threshold
+    slow = [{"$project": {"s": {"$reduce": {"input": {"$range": [0, 20000]}, "initialValue": 0,
+                                           "in": {"$add": ["$$value", "$$this"]}}}}}, {"$match": {"s": -1}}]
+    add_filter(stored, 50, slow)
+    try:
+        runner = FilterRunner(stored, "ztf")
+        runner.slow_ms = 1.0
+        runner.process(list(db.get_db(stored)["ZTF_alerts"].find({}).limit(4)))
+        doc = db.filters_collection(stored).find_one({"filter_id": 50})
+        assert doc["slow_batches"] == 1 and doc["last_slow_ms_per_alert"] > 1.0
+        assert db.filters_collection(stored).find_one({"filter_id": 1}).get("slow_batches") is None
+    finally:
+        db.filters_collection(stored).delete_one({"filter_id": 50})
+
+
 def test_runner_reloads_filters(stored):
     runner = FilterRunner(stored, "ztf")
     runner.refresh_s = 0

@@ -8,6 +8,9 @@ what is due, target by target, and records the outcome on the document:
 * failure: ``attempts.<target>`` grows, ``next_at.<target>`` moves by an exponential backoff
   (``delivery.retry_base_s`` doubling up to ``delivery.retry_max_s``) and ``last_error.<target>`` says
   why. The state lives in the database, so retries continue across restarts and nothing is lost.
+  With ``delivery.max_attempts`` set, an item failing that often leaves ``pending`` with
+  ``gave_up.<target>`` set (kept in the outbox for inspection; re-queue it by adding the target
+  back to ``pending``).
 
 A document is marked delivered only after the target acknowledged it (SkyPortal answered, Kafka
 acknowledged the write), so a crash between the two can only re-send, never lose: SkyPortal calls
@@ -53,6 +56,7 @@ class Delivery:
         self.base = float(dc.get("retry_base_s", 2))
         self.max = float(dc.get("retry_max_s", 300))
         self.batch = int(dc.get("batch_size", 100))
+        self.max_attempts = int(dc.get("max_attempts", 0) or 0)  # 0: retry forever
         if targets is None:
             targets = {}
             if (dc.get("kafka") or {}).get("enabled"):
@@ -109,9 +113,14 @@ class Delivery:
                         progress = True
                     else:
                         n = int((d.get("attempts") or {}).get(name, 0)) + 1
-                        self.outbox.update_one({"_id": d["_id"]}, {"$set": {
-                            f"attempts.{name}": n, f"last_error.{name}": str(err)[:1000],
-                            f"next_at.{name}": now + dt.timedelta(seconds=self.backoff(n))}})
+                        update = {"$set": {f"attempts.{name}": n, f"last_error.{name}": str(err)[:1000],
+                                           f"next_at.{name}": now + dt.timedelta(seconds=self.backoff(n))}}
+                        if self.max_attempts and n >= self.max_attempts:  # parked, kept, visible: not lost
+                            update["$pull"] = {"pending": name}
+                            update["$set"][f"gave_up.{name}"] = now
+                            log.error("delivery to %s of %s: giving up after %d attempts: %s", name, d["_id"], n,
+                                      str(err)[:300])
+                        self.outbox.update_one({"_id": d["_id"]}, update)
                         failed += 1
                         log.warning("delivery to %s of %s failed (attempt %d, next in %.0f s): %s", name, d["_id"], n,
                                     self.backoff(n), str(err)[:300])

@@ -130,3 +130,26 @@ def test_photometry_as_kowalski(setup):
     n_rows = sum(len(b["mjd"]) for b in lc)
     assert n_rows <= 1 + len(view["prv_candidates"])
     assert all(f is None or isinstance(f, float) for b in lc for f in b["flux"])
+
+
+def test_refused_items_are_parked_after_max_attempts(setup):
+    """A request SkyPortal refuses (here: a group it does not know) is retried, then parked with the
+    reason once delivery.max_attempts is reached; it stays in the outbox, nothing else is affected."""
+    cfg, sp = setup
+    if sp.server is None:
+        sp.start()
+    outbox = db.filter_outbox(cfg, "ztf")
+    doc = dict(outbox.find_one({"filter_id": 1}))
+    doc.update({"_id": f"{doc['candid']}:99", "filter_id": 99, "group_id": 42, "pending": ["skyportal"],
+                "attempts": {"skyportal": 0}, "next_at": {"skyportal": dt.datetime(2000, 1, 1)}, "done": {}})
+    doc.pop("delivered_at", None)
+    outbox.insert_one(doc)
+    d = Delivery(cfg, "ztf")
+    d.max_attempts, d.base = 2, 0
+    assert d.run_once()["skyportal"] == {"delivered": 0, "failed": 1}  # a pass without progress stops
+    assert outbox.find_one({"_id": doc["_id"]})["pending"] == ["skyportal"]
+    assert d.run_once()["skyportal"] == {"delivered": 0, "failed": 1}
+    parked = outbox.find_one({"_id": doc["_id"]})
+    assert parked["pending"] == [] and parked["attempts"]["skyportal"] == 2 and "gave_up" in parked
+    assert "Cannot find group with id 42" in parked["last_error"]["skyportal"]
+    assert d.run_once()["skyportal"] == {"delivered": 0, "failed": 0}

@@ -8,7 +8,7 @@ from bson import json_util
 
 from .errors import FilterCompileError, FilterError, FilterRuntimeError, UnsupportedOperator
 from .expressions import Ctx
-from .stages import BATCH, PER_DOC, compile_stage
+from .stages import PER_DOC, compile_stage
 
 __all__ = ["CompiledPipeline", "compile_pipeline", "validate_pipeline", "parse_pipeline", "compile_stages"]
 

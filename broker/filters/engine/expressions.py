@@ -15,14 +15,11 @@ import math
 import operator
 import re
 
-from bson import Decimal128, Int64, ObjectId, Regex
+from bson import Decimal128, Int64, ObjectId
 from bson.errors import InvalidId
 
 from . import regex as rx
-from .bson_order import (
-    DEC_CTX, MISSING, NUMBER_TYPES, R_ARRAY, R_NUMBER, compare, fmt, group_key, is_number, rank,
-    to_pynum, truthy, type_name,
-)
+from .bson_order import DEC_CTX, MISSING, compare, fmt, group_key, is_number, truthy, type_name
 from .errors import FilterCompileError, FilterRuntimeError, UnsupportedOperator
 from .paths import expr_getter, split_path
 

@@ -19,7 +19,7 @@ from bson import Decimal128, Int64
 
 from . import regex as rx
 from .bson_order import (
-    MISSING, R_NULL, R_NUMBER, compare, rank, to_pynum, truthy, type_name,
+    MISSING, R_NUMBER, compare, rank, to_pynum, truthy, type_name,
 )
 from .errors import FilterCompileError, UnsupportedOperator
 from .codegen import compile_fast

@@ -14,7 +14,7 @@ from .bson_order import MISSING, R_NUMBER, compare, fmt, group_key, rank, to_pyn
 from .errors import FilterCompileError, FilterRuntimeError, UnsupportedOperator
 from .codegen import compile_fast as compile_expression
 from .expressions import FORBIDDEN_OPERATORS, Ctx, acc_avg, acc_max, acc_min, acc_std_pop, acc_std_samp, acc_sum
-from .paths import get_plain, set_plain, sort_values, split_path
+from .paths import get_plain, set_plain, sort_values
 from .query import compile_query
 
 __all__ = ["compile_stage", "PER_DOC", "BATCH", "STAGES"]

@@ -268,8 +268,7 @@ class _FiltersBase(BaseHandler):
                 raise APIError(400, f"{prefix}{exc.message}" if patch else exc.message) from None
             warning = await self.dry_run(catalog, text, permissions, what, filter_id)
             if warning and not patch:
-                survey_catalog = catalog
-                raise APIError(400, f"Cannot test {attr} pipeline: no documents in {survey_catalog} collection")
+                raise APIError(400, f"Cannot test {attr} pipeline: no documents in {catalog} collection")
             out["pipeline"] = text
         return out
 

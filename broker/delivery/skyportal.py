@@ -15,7 +15,6 @@ step that failed and nothing already accepted is sent again.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import gzip
 import io
 import logging

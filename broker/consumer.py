@@ -176,7 +176,7 @@ class AlertBroker:
         t0 = time.monotonic()
         counts = {**self._store_with_retry(batch.survey, result), "failed": len(result.failed)}
         if self.filter_runners:  # passing alerts reach the outbox before the offsets are committed
-            self.filter_runners[batch.survey].process(result.alerts)
+            self._with_db_retry(lambda: self.filter_runners[batch.survey].process(result.alerts))
         t_store = time.monotonic() - t0
         for idx, reason in result.failed:
             self._dead_letter(batch.messages[idx], reason, batch.survey)
@@ -195,13 +195,19 @@ class AlertBroker:
         if not self.write:
             self.crossmatchers[survey](result.alerts)
             return {"inserted": len(result.alerts)}
+        return self._with_db_retry(
+            lambda: store_batch(self.config, survey, result, crossmatch=self.crossmatchers[survey]))
+
+    def _with_db_retry(self, write):
+        """Run an idempotent database step until it succeeds; while the database is away the
+        assigned partitions are paused (nothing is acknowledged that is not stored)."""
         delay = 0.5
         while True:
             try:
-                counts = store_batch(self.config, survey, result, crossmatch=self.crossmatchers[survey])
+                out = write()
                 if self.paused:
                     self._resume()
-                return counts
+                return out
             except DB_DOWN_ERRORS as exc:
                 if not self.paused:
                     log.error("database unavailable (%s): pausing consumption until it returns",

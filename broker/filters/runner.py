@@ -23,6 +23,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import bson
 from pymongo import UpdateOne
 from pymongo.errors import AutoReconnect, BulkWriteError, ConnectionFailure
 
@@ -141,10 +142,12 @@ class FilterRunner:
                         continue
                     autosave = self._autosave(f, inp)
                     followup = self._auto_followup(f, inp, alert, autosave) if autosave else None
+                    doc = self._outbox_doc(f, alert, out, autosave, followup, now)
+                    bson.encode(doc)  # an output the database cannot store is this filter's error
                 except Exception as exc:  # noqa: BLE001 - one filter's failure never stops the others
                     errors.setdefault(f.filter_id, []).append(f"candid {alert.get('candid')}: {exc}")
                     continue
-                passed.append(self._outbox_doc(f, alert, out, autosave, followup, now))
+                passed.append(doc)
             ms = (time.perf_counter() - t_f) * 1000 / len(alerts)
             if ms > self.slow_ms:
                 slow[f.filter_id] = ms
@@ -253,6 +256,12 @@ class FilterRunner:
         ops = [UpdateOne({"_id": d["_id"]}, {"$setOnInsert": d}, upsert=True) for d in docs]
         try:
             res = db.filter_outbox(self.config, self.survey).bulk_write(ops, ordered=False)
-        except BulkWriteError as exc:  # concurrent duplicates: already there
+        except BulkWriteError as exc:
+            for err in exc.details.get("writeErrors", []):
+                if err.get("code") == 11000:  # inserted concurrently: already there
+                    continue
+                d = docs[err["index"]]
+                self._record_errors(d["filter_id"], 1, f"candid {d['candid']}: the database refused the output: "
+                                                       f"{err.get('errmsg', '')[:300]}")
             return int(exc.details.get("nUpserted", 0))
         return res.upserted_count

@@ -99,6 +99,20 @@ def test_slow_filter_is_recorded(stored):
         db.filters_collection(stored).delete_one({"filter_id": 50})
 
 
+def test_unstorable_output_is_the_filters_error(stored):
+    # a key with a NUL byte cannot be stored in BSON: the filter gets the error, the batch goes on
+    add_filter(stored, 51, [{"$project": {"_id": 0, "x": {"$literal": {"a\u0000b": 1}}, "candid": 1}}])
+    try:
+        runner = FilterRunner(stored, "ztf")
+        alerts = list(db.get_db(stored)["ZTF_alerts"].find({}).limit(2))
+        res = runner.process(alerts)
+        assert res["passed"] == 2 * 2  # filters 1 and 6 passed both (they did before: nothing new)
+        doc = db.filters_collection(stored).find_one({"filter_id": 51})
+        assert doc["error_count"] == 2 and db.filter_outbox(stored, "ztf").count_documents({"filter_id": 51}) == 0
+    finally:
+        db.filters_collection(stored).delete_one({"filter_id": 51})
+
+
 def test_runner_reloads_filters(stored):
     runner = FilterRunner(stored, "ztf")
     runner.refresh_s = 0

@@ -125,6 +125,8 @@ class AlertBroker:
 
     # --- main loop ------------------------------------------------------------------------
     def run(self) -> None:
+        for xm in self.crossmatchers.values():
+            xm.warm()
         self._start_dask()
         self._start_kafka()
         if self.metrics_port is not None and self.metrics_port >= 0:

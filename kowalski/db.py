@@ -27,7 +27,9 @@ def _client_kwargs(config: Config, timeout_ms: int | None = None) -> dict:
     db = config["database"]
     return {
         "serverSelectionTimeoutMS": int(timeout_ms or db.get("server_selection_timeout_ms", 5000)),
-        "connectTimeoutMS": int(timeout_ms or db.get("server_selection_timeout_ms", 5000)),
+        # The monitor's heartbeat waits this long; the local (Python) server can be busy for
+        # seconds on a big query, and a missed heartbeat cancels every operation in flight.
+        "connectTimeoutMS": int(timeout_ms or db.get("connect_timeout_ms", 30000)),
         "tz_aware": False,
         "appname": "kowalski",
     }

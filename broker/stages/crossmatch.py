@@ -91,12 +91,22 @@ def load_catalog_index(config, name: str, cache_dir: Path | None = None) -> Cata
                 log.warning("xmatch cache %s unreadable (%s); rebuilding", cache, exc)
     t0 = time.monotonic()
     ids, lonlat = [], []
-    for d in coll.find({}, {"_id": 1, "coordinates.radec_geojson.coordinates": 1}, batch_size=10000):
-        try:
-            lonlat.append(d["coordinates"]["radec_geojson"]["coordinates"][:2])
-        except (KeyError, TypeError):
-            continue  # a document without a position cannot match a cone search either
-        ids.append(d["_id"])
+    # Read in _id-ordered pages of separate queries: one cursor over a million documents is
+    # cancelled by the local server under load, and a page can simply be asked again.
+    page, last = 20_000, None
+    while True:
+        query = {} if last is None else {"_id": {"$gt": last}}
+        docs = list(coll.find(query, {"_id": 1, "coordinates.radec_geojson.coordinates": 1})
+                    .sort("_id", 1).limit(page))
+        for d in docs:
+            try:
+                lonlat.append(d["coordinates"]["radec_geojson"]["coordinates"][:2])
+            except (KeyError, TypeError):
+                continue  # a document without a position cannot match a cone search either
+            ids.append(d["_id"])
+        if len(docs) < page:
+            break
+        last = docs[-1]["_id"]
     arr = np.asarray(lonlat, dtype=float).reshape(-1, 2)
     ra, dec = geojson_radec(arr)
     id_arr = np.empty(len(ids), dtype=object)
@@ -137,6 +147,11 @@ class CrossMatcher:
                 self._indexes[name] = idx
             self._checked[name] = now
         return idx
+
+    def warm(self) -> None:
+        """Load every catalog's positions now (at broker start), not on the first alert."""
+        for name in self.catalogs:
+            self._index(name)
 
     def __call__(self, alerts: list[dict]) -> list[dict]:
         out: list[dict] = [{} for _ in alerts]

@@ -218,5 +218,8 @@ def synth_catalog(config, name: str, n: int, centres: list[tuple[float, float]] 
         bar.update(len(docs))
     bar.close()
     ensure_catalog_indexes(config, name, geo_index)
+    # the broker's cross-match reads positions from this cache instead of re-reading 1e6 documents
+    from broker.stages.crossmatch import write_index_cache
+    write_index_cache(config, name, config.var_dir / "cache" / "xmatch", range(n), ra, dec, inserted)
     return {"catalog": name, "inserted": inserted, "centres": len(centres),
             "density_per_deg2": density_per_deg2, "seconds": round(time.monotonic() - t0, 2)}

@@ -79,7 +79,6 @@ def load_catalog_index(config, name: str, cache_dir: Path | None = None) -> Cata
     """Positions of a catalog collection, from the cache when its count is unchanged."""
     coll = db.get_db(config)[name]
     count = coll.estimated_document_count()
-    cache = None
     if cache_dir is not None:
         cache = cache_dir / f"{config['database']['name']}.{name}.npz"
         if cache.exists():
@@ -113,12 +112,20 @@ def load_catalog_index(config, name: str, cache_dir: Path | None = None) -> Cata
     id_arr[:] = ids
     idx = CatalogIndex(name, id_arr, ra, dec, count)
     log.info("xmatch: loaded %d positions of %s in %.1f s", len(ids), name, time.monotonic() - t0)
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, ids=id_arr, ra=ra, dec=dec, count=count)
-        tmp.replace(cache)
+    if cache_dir is not None:
+        write_index_cache(config, name, cache_dir, id_arr, ra, dec, count)
     return idx
+
+
+def write_index_cache(config, name: str, cache_dir: Path, ids, ra, dec, count: int) -> None:
+    """Positions of a catalog for the broker's matcher (also written by `catalog synth`)."""
+    cache = cache_dir / f"{config['database']['name']}.{name}.npz"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npz")
+    id_arr = np.empty(len(ids), dtype=object)
+    id_arr[:] = list(ids)
+    np.savez(tmp, ids=id_arr, ra=np.asarray(ra, dtype=float), dec=np.asarray(dec, dtype=float), count=count)
+    tmp.replace(cache)
 
 
 class CrossMatcher:

@@ -59,6 +59,9 @@ class BrokerService(Service):
         from broker.produce import produce
 
         data = self.config.path("paths.data")
+        if not data.is_dir():
+            print(f"{'':10s} no shared data at {data} (paths.data): nothing replayed")
+            return
         servers = self.config["kafka"]["bootstrap_servers"]
         topics = AdminClient({"bootstrap.servers": servers}).list_topics(timeout=10).topics
         for survey, folder, topic in SHARED_NIGHTS:

@@ -46,23 +46,9 @@ def _payloads(config, n: int, first_copy: int = 0) -> list[bytes]:
 
 
 def _produce(servers: str, topic: str, payloads: list[bytes], rate: float | None = None) -> None:
-    from confluent_kafka import Producer
+    from broker.produce import publish
 
-    p = Producer({"bootstrap.servers": servers, "linger.ms": 5, "message.max.bytes": 16 * 1024 * 1024})
-    t0 = time.monotonic()
-    for i, data in enumerate(payloads):
-        while True:
-            try:
-                p.produce(topic, data)
-                break
-            except BufferError:
-                p.poll(0.05)
-        p.poll(0)
-        if rate:
-            ahead = (i + 1) / rate - (time.monotonic() - t0)
-            if ahead > 0:
-                time.sleep(ahead)
-    p.flush(60)
+    publish(servers, topic, ((None, p) for p in payloads), len(payloads), rate)
 
 
 def ensure_bench_catalogs(config, n_catalogs: int, sources: int) -> list[str]:

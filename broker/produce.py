@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import logging
-import tarfile
 import time
 from pathlib import Path
 from typing import Iterator
@@ -29,23 +28,17 @@ class ProduceError(Exception):
     pass
 
 
-def iter_alert_files(paths: list[str | Path]) -> Iterator[tuple[str, bytes]]:
-    """(name, bytes) of every alert file in the given files, folders and .tar.gz archives."""
-    for p in map(Path, paths):
-        if not p.exists():
-            raise ProduceError(f"{p}: no such file or folder")
-        if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix == ".avro")
-            if not files:
-                raise ProduceError(f"{p}: no .avro files in this folder")
-            for f in files:
-                yield f.name, f.read_bytes()
-        elif p.name.endswith((".tar.gz", ".tgz", ".tar")):
-            with tarfile.open(p) as tar:
-                for m in sorted((m for m in tar if m.isfile() and m.name.endswith(".avro")), key=lambda m: m.name):
-                    yield m.name, tar.extractfile(m).read()
-        else:
-            yield p.name, p.read_bytes()
+def read_alert_files(paths: list[str | Path]) -> list[tuple[str, bytes]]:
+    """(name, bytes) of every alert file (the broker's own reader), with CLI-friendly errors."""
+    from broker.pipeline import iter_alert_files
+
+    try:
+        items = list(iter_alert_files(paths))
+    except FileNotFoundError as exc:
+        raise ProduceError(str(exc)) from None
+    if not items:
+        raise ProduceError(f"no .avro files in {', '.join(map(str, paths))}")
+    return items
 
 
 def synthetic_copy(data: bytes, k: int) -> bytes:
@@ -80,9 +73,17 @@ def synthetic_copy(data: bytes, k: int) -> bytes:
 
 def produce(bootstrap_servers: str, topic: str, paths: list, rate: float | None = None,
             replicate: int = 0, progress: bool = True) -> dict:
-    """Publish the files; returns {"messages", "bytes", "seconds", "rate"}."""
-    items = list(iter_alert_files(paths))
-    total = len(items) * (1 + max(0, replicate))
+    """Publish the files (and `replicate` synthetic copies of each); returns
+    {"messages", "bytes", "seconds", "rate"}."""
+    items = read_alert_files(paths)
+    copies = ((name, data if k == 0 else synthetic_copy(data, k))
+              for k in range(1 + max(0, replicate)) for name, data in items)
+    return publish(bootstrap_servers, topic, copies, len(items) * (1 + max(0, replicate)), rate, progress)
+
+
+def publish(bootstrap_servers: str, topic: str, messages, total: int | None = None,
+            rate: float | None = None, progress: bool = False) -> dict:
+    """Send (key, value) pairs to a topic, throttled to `rate`/s, and wait for delivery."""
     producer = Producer({"bootstrap.servers": bootstrap_servers, "linger.ms": 5,
                          "message.max.bytes": 16 * 1024 * 1024, "enable.idempotence": True})
     errors: list[str] = []
@@ -94,23 +95,21 @@ def produce(bootstrap_servers: str, topic: str, paths: list, rate: float | None 
     sent = nbytes = 0
     t0 = time.monotonic()
     bar = tqdm(total=total, unit="alerts", desc=f"-> {topic}", disable=not progress)
-    for copy in range(0, 1 + max(0, replicate)):
-        for name, data in items:
-            payload = data if copy == 0 else synthetic_copy(data, copy)
-            while True:
-                try:
-                    producer.produce(topic, payload, key=name.encode(), on_delivery=on_delivery)
-                    break
-                except BufferError:  # local queue full: let it drain
-                    producer.poll(0.1)
-            producer.poll(0)
-            sent += 1
-            nbytes += len(payload)
-            bar.update(1)
-            if rate:
-                ahead = sent / rate - (time.monotonic() - t0)
-                if ahead > 0:
-                    time.sleep(ahead)
+    for name, payload in messages:
+        while True:
+            try:
+                producer.produce(topic, payload, key=name.encode() if name else None, on_delivery=on_delivery)
+                break
+            except BufferError:  # local queue full: let it drain
+                producer.poll(0.1)
+        producer.poll(0)
+        sent += 1
+        nbytes += len(payload)
+        bar.update(1)
+        if rate:
+            ahead = sent / rate - (time.monotonic() - t0)
+            if ahead > 0:
+                time.sleep(ahead)
     remaining = producer.flush(60)
     bar.close()
     if remaining or errors:

@@ -167,7 +167,7 @@ class AlertBroker:
             self.inflight.append(Batch(survey, ms, fut))
 
     def _complete(self, batch: Batch) -> None:
-        from broker.pipeline import process_messages, store_batch
+        from broker.pipeline import process_messages
 
         try:
             result = batch.future.result()

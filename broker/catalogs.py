@@ -17,6 +17,7 @@ import numpy as np
 from pymongo.errors import BulkWriteError
 from tqdm import tqdm
 
+from broker.stages.crossmatch import CacheWriter
 from kowalski import db
 from kowalski.astro import position_documents, valid_radec
 
@@ -97,6 +98,18 @@ def _insert(coll, docs: list[dict]) -> int:
         return exc.details.get("nInserted", len(docs) - len(dup))
 
 
+def finish_cache(config, name: str, cache: CacheWriter) -> None:
+    """Publish the broker's cross-match cache written while loading (saves it re-reading the
+    collection), unless the collection holds other documents too (then the broker builds it)."""
+    count = db.get_db(config)[name].estimated_document_count()
+    if cache.written == count:
+        cache.finish(count)
+    else:
+        cache.abort()
+        log.info("%s holds %d documents, %d loaded now: the cross-match cache will be built from the "
+                 "collection", name, count, cache.written)
+
+
 def ensure_catalog_indexes(config, name: str, geo_index: bool = True) -> None:
     coll = db.get_db(config)[name]
     have = {ix["name"] for ix in coll.list_indexes()}
@@ -123,29 +136,33 @@ def load_catalog(config, path: Path, name: str, ra_col=None, dec_col=None, id_co
     coll = db.get_db(config)[name]
     inserted = skipped = 0
     batch: list[dict] = []
-    bar = tqdm(total=n, unit="rows", desc=f"loading {name}", disable=not progress)
-    for i, row in enumerate(rows):
-        ra, dec = row.get(ra_c), row.get(dec_c)
-        try:
-            ok = bool(valid_radec(float(ra), float(dec)))
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            skipped += 1
-            log.warning("%s row %d skipped: invalid position ra=%r dec=%r", path.name, i, ra, dec)
-        else:
-            doc = dict(row)
-            doc["_id"] = row[id_col] if id_col else f"{path.stem}_{i}"
-            doc["coordinates"] = position_documents(float(ra), float(dec))[0]
-            batch.append(doc)
-        if len(batch) >= CHUNK:
+    with CacheWriter(config, name) as cache:
+        bar = tqdm(total=n, unit="rows", desc=f"loading {name}", disable=not progress)
+        for i, row in enumerate(rows):
+            ra, dec = row.get(ra_c), row.get(dec_c)
+            try:
+                ok = bool(valid_radec(float(ra), float(dec)))
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                skipped += 1
+                log.warning("%s row %d skipped: invalid position ra=%r dec=%r", path.name, i, ra, dec)
+            else:
+                doc = dict(row)
+                doc["_id"] = row[id_col] if id_col else f"{path.stem}_{i}"
+                doc["coordinates"] = position_documents(float(ra), float(dec))[0]
+                batch.append(doc)
+            if len(batch) >= CHUNK:
+                inserted += _insert(coll, batch)
+                cache.add(batch)
+                batch = []
+            bar.update(1)
+        if batch:
             inserted += _insert(coll, batch)
-            batch = []
-        bar.update(1)
-    if batch:
-        inserted += _insert(coll, batch)
-    bar.close()
-    ensure_catalog_indexes(config, name, geo_index)
+            cache.add(batch)
+        bar.close()
+        ensure_catalog_indexes(config, name, geo_index)
+        finish_cache(config, name, cache)
     return {"catalog": name, "rows": n, "inserted": inserted, "skipped": skipped,
             "seconds": round(time.monotonic() - t0, 2)}
 
@@ -209,17 +226,17 @@ def synth_catalog(config, name: str, n: int, centres: list[tuple[float, float]] 
     t0 = time.monotonic()
     bar = tqdm(total=n, unit="src", desc=f"synth {name}", disable=not progress)
     inserted = 0
-    for s in range(0, n, CHUNK):
-        e = min(n, s + CHUNK)
-        coords = position_documents(ra[s:e], dec[s:e])
-        docs = [{"_id": i, "ra": float(ra[i]), "dec": float(dec[i]), "mag": round(float(mag[i]), 3),
-                 "synthetic": True, "coordinates": coords[i - s]} for i in range(s, e)]
-        inserted += _insert(coll, docs)
-        bar.update(len(docs))
-    bar.close()
-    ensure_catalog_indexes(config, name, geo_index)
-    # the broker's cross-match reads positions from this cache instead of re-reading 1e6 documents
-    from broker.stages.crossmatch import write_index_cache
-    write_index_cache(config, name, config.var_dir / "cache" / "xmatch", range(n), ra, dec, inserted)
+    with CacheWriter(config, name) as cache:
+        for s in range(0, n, CHUNK):
+            e = min(n, s + CHUNK)
+            coords = position_documents(ra[s:e], dec[s:e])
+            docs = [{"_id": i, "ra": float(ra[i]), "dec": float(dec[i]), "mag": round(float(mag[i]), 3),
+                     "synthetic": True, "coordinates": coords[i - s]} for i in range(s, e)]
+            inserted += _insert(coll, docs)
+            cache.add(docs)
+            bar.update(len(docs))
+        bar.close()
+        ensure_catalog_indexes(config, name, geo_index)
+        finish_cache(config, name, cache)
     return {"catalog": name, "inserted": inserted, "centres": len(centres),
             "density_per_deg2": density_per_deg2, "seconds": round(time.monotonic() - t0, 2)}

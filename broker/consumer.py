@@ -29,7 +29,6 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError
 
 from broker import metrics
-from broker.stages.crossmatch import CrossMatcher
 from kowalski.config import Config
 
 log = logging.getLogger("kowalski.broker")
@@ -61,7 +60,7 @@ def topic_patterns(config: Config, survey: str) -> str:
 class AlertBroker:
     def __init__(self, config: Config, surveys: list[str], group_id: str | None = None,
                  scheduler_address: str | None = None, metrics_port: int | None = None, write: bool = True):
-        """``write=False`` (benchmarks only) cross-matches but skips the database writes."""
+        """``write=False`` (benchmarks only) does everything but the database writes."""
         bc = config["broker"]
         self.config = config
         self.surveys = [s.lower() for s in surveys]
@@ -78,7 +77,6 @@ class AlertBroker:
         self.inflight: deque[Batch] = deque()
         self.pending: list = []  # messages received while paused (delivered by a poll)
         self.paused = False
-        self.crossmatchers = {s: CrossMatcher(config, s) for s in self.surveys}
         from broker.filters.runner import FilterRunner  # active user filters -> durable outbox
         self.filter_runners = {s: FilterRunner(config, s) for s in self.surveys} if write else {}
         self.stats = metrics.BrokerStats(self.surveys)
@@ -99,6 +97,9 @@ class AlertBroker:
                                         memory_limit=dc.get("memory_limit", "auto"), silence_logs=logging.WARNING)
             self.client = Client(self.cluster)
         log.info("dask: %s", self.client)
+        from broker.pipeline import warm_kernel
+        for survey in self.surveys:  # models and catalogs loaded before the first alert arrives
+            self.client.run(warm_kernel, survey, self.config)
 
     def _start_kafka(self):
         servers = self.config["kafka"]["bootstrap_servers"]
@@ -125,8 +126,9 @@ class AlertBroker:
 
     # --- main loop ------------------------------------------------------------------------
     def run(self) -> None:
-        for xm in self.crossmatchers.values():
-            xm.warm()
+        from broker.stages.crossmatch import CrossMatcher
+        for survey in self.surveys:  # build missing catalog caches once, not on every worker at once
+            CrossMatcher(self.config, survey).warm(trees=False)
         self._start_dask()
         self._start_kafka()
         if self.metrics_port is not None and self.metrics_port >= 0:
@@ -174,7 +176,8 @@ class AlertBroker:
         except Exception as exc:  # a worker died twice on this batch: do it here, not lose it
             log.error("batch of %d %s alerts failed on dask (%s); processing it locally", len(batch.messages),
                       batch.survey, exc)
-            result = process_messages(batch.survey, [m.value() or b"" for m in batch.messages], self.config)
+            values = [m.value() or b"" for m in batch.messages]
+            result = self._with_db_retry(lambda: process_messages(batch.survey, values, self.config))
         t0 = time.monotonic()
         counts = {**self._store_with_retry(batch.survey, result), "failed": len(result.failed)}
         if self.filter_runners:  # passing alerts reach the outbox before the offsets are committed
@@ -195,10 +198,8 @@ class AlertBroker:
         from broker.pipeline import store_batch
 
         if not self.write:
-            self.crossmatchers[survey](result.alerts)
             return {"inserted": len(result.alerts)}
-        return self._with_db_retry(
-            lambda: store_batch(self.config, survey, result, crossmatch=self.crossmatchers[survey]))
+        return self._with_db_retry(lambda: store_batch(self.config, survey, result))
 
     def _with_db_retry(self, write):
         """Run an idempotent database step until it succeeds; while the database is away the

@@ -1,9 +1,10 @@
 """The per-alert processing kernel: bytes -> enriched documents (CPU) -> database (I/O).
 
-``process_messages`` is pure CPU, picklable in and out, and runs on Dask worker processes; each
-process keeps its survey objects, parsed schemas and ONNX sessions in a cache keyed by the
-relevant part of the config. ``store_batch`` does the durable writes from the consumer's
-thread. ``ingest_files`` runs both on files, without Kafka (tests, backfills, demos).
+``process_messages`` is CPU work, picklable in and out, and runs on Dask worker processes; each
+process keeps its survey objects, parsed schemas, ONNX sessions and cross-match catalogs in a
+cache keyed by the relevant part of the config. It writes nothing (it only reads catalog
+counts, to notice a changed catalog). ``store_batch`` does the durable writes from the
+consumer's thread. ``ingest_files`` runs both on files, without Kafka (tests, backfills, demos).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 from broker.errors import AlertError
 from broker.stages import store as store_stage
+from broker.stages.crossmatch import CrossMatcher
 from broker.stages.decode import decode
 from broker.stages.ml import Classifier
 from broker.stages.mongify import mongify
@@ -33,7 +35,8 @@ class BatchResult:
 
     ``alerts[k]`` is an alert document ready for ``<PREFIX>_alerts`` (cutouts, ``coordinates``,
     ``classifications``, int64 ``candid``); ``history[k]`` its ``{"prv_candidates": [...],
-    "fp_hists": [...]}`` for the aux collection; ``sources[k]`` the index of the message it came
+    "fp_hists": [...]}`` for the aux collection; ``cross_matches[k]`` its {catalog: [matches]}
+    (empty without configured catalogs; stored only for an object's first alert); ``sources[k]`` the index of the message it came
     from (a container may hold several alerts). ``failed`` lists ``(message index, reason)`` for
     messages that produced nothing; ``ml_skipped`` lists ``(alert index, reason)`` for alerts
     stored without (some) scores. ``timings`` are seconds per stage for the whole batch.
@@ -43,6 +46,7 @@ class BatchResult:
     n_messages: int
     alerts: list[dict] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
+    cross_matches: list[dict] = field(default_factory=list)
     sources: list[int] = field(default_factory=list)
     failed: list[tuple[int, str]] = field(default_factory=list)
     ml_skipped: list[tuple[int, str]] = field(default_factory=list)
@@ -52,13 +56,23 @@ class BatchResult:
     def failures(self) -> list[tuple[int, str]]:
         return self.failed
 
+    def precomputed_crossmatch(self) -> store_stage.Crossmatch:
+        """The store step's cross-match callable, answering from ``cross_matches``."""
+        by_alert = {id(a): m for a, m in zip(self.alerts, self.cross_matches)}
+        return lambda alerts: [by_alert.get(id(a), {}) for a in alerts]
+
 
 class Kernel:
-    """Per-process state for one survey and config: the survey object and its classifier."""
+    """Per-process state for one survey and config: the survey, its classifier and cross-matcher."""
 
     def __init__(self, survey_name: str, config: Mapping):
         self.survey = get_survey(survey_name, config)
         self.classifier = Classifier.from_config(config, self.survey)
+        self.crossmatcher = CrossMatcher(config, self.survey.name)
+
+    def warm(self) -> None:
+        """Open the catalogs now (KD-trees built), not on the first alert's clock."""
+        self.crossmatcher.warm()
 
 
 _kernels: dict[str, Kernel] = {}
@@ -71,6 +85,8 @@ def _cache_key(survey_name: str, config: Mapping) -> str:
         "survey": name,
         "surveys": (config.get("surveys") or {}).get(name),
         "ml": (config.get("ml") or {}).get(name),
+        "crossmatch": (config.get("crossmatch") or {}).get(name),
+        "database": (config.get("database") or {}).get("name"),
         "data": (config.get("paths") or {}).get("data"),
         "root": config.get("_root"),
     }
@@ -88,9 +104,14 @@ def get_kernel(survey_name: str, config: Mapping) -> Kernel:
     return kernel
 
 
+def warm_kernel(survey_name: str, config: Mapping) -> None:
+    """Run on each Dask worker at broker start (models loaded, catalogs opened)."""
+    get_kernel(survey_name, config).warm()
+
+
 def process_messages(survey_name: str, messages: Sequence[bytes], config: Mapping,
                      aux_history: Mapping[str, Sequence[Mapping]] | None = None) -> BatchResult:
-    """Decode, mongify and classify a batch of Kafka message values (no database access).
+    """Decode, mongify, classify and cross-match a batch of Kafka message values (no writes).
 
     ``aux_history`` (optional): stored prv_candidates per object id, for the history features
     of the ML models; without it they use the packets' own history (as ZTF packets carry 30 days).
@@ -118,7 +139,9 @@ def process_messages(survey_name: str, messages: Sequence[bytes], config: Mappin
     timings: dict[str, float] = {}
     result.ml_skipped = kernel.classifier.classify(result.alerts, result.history, aux_history, timings)
     t3 = time.perf_counter()
-    result.timings = {"decode": t1 - t0, "mongify": t2 - t1, "ml": t3 - t2, **timings}
+    result.cross_matches = kernel.crossmatcher(result.alerts)
+    t4 = time.perf_counter()
+    result.timings = {"decode": t1 - t0, "mongify": t2 - t1, "ml": t3 - t2, **timings, "crossmatch": t4 - t3}
     for i, reason in result.failed:
         log.warning("%s message %d rejected: %s", survey.name, i, reason)
     return result
@@ -129,6 +152,8 @@ def store_batch(config: Mapping, survey_name: str, result: BatchResult,
     """Durably write a processed batch; returns {inserted, duplicates, aux_new, aux_updated}."""
     survey = get_kernel(survey_name, config).survey
     t0 = time.perf_counter()
+    if crossmatch is None:
+        crossmatch = result.precomputed_crossmatch()
     counts = store_stage.store(config, survey, result.alerts, result.history, crossmatch)
     log.info("stored %s batch: %d alerts, inserted=%d duplicates=%d aux_new=%d aux_updated=%d failed=%d "
              "ml_skipped=%d decode=%.3fs mongify=%.3fs ml=%.3fs store=%.3fs", survey.name, len(result.alerts),

@@ -65,3 +65,58 @@ def test_crossmatch_equals_database_cone_search(config):
         assert dists == sorted(dists) and all(x <= radius_arcsec for x in dists)
         total += len(expected)
     assert total > 20  # the comparison is not vacuous
+
+
+def _cone_ids(config, name, ra, dec, radius_arcsec):
+    q = {"coordinates.radec_geojson": {"$geoWithin": {"$centerSphere": [[ra - 180, dec],
+                                                                       math.radians(radius_arcsec / 3600)]}}}
+    return {d["_id"] for d in db.get_db(config)[name].find(q, {"_id": 1})}
+
+
+def test_crossmatch_cache_built_from_collection_projected_and_refreshed(config):
+    """A catalog inserted by other means (no cache written) is cached from the collection; the
+    configured projection applies; a changed count makes the matcher re-read the catalog."""
+    import shutil
+
+    from broker.stages.crossmatch import cache_path
+
+    res = load_catalog(config, shared_data("catalogs", "CIRADA_VLASS1QL_table1_components_v1_head100.csv"),
+                       "vlass_cached", progress=False)
+    assert res["inserted"] == 99
+    folder = cache_path(config, "vlass_cached")
+    assert (folder / "docs.bson").exists()  # written while loading
+    shutil.rmtree(folder)  # as if the catalog had been inserted by another tool
+    coll = db.get_db(config)["vlass_cached"]
+    target = coll.find_one({}, sort=[("_id", 1)])
+    lon, lat = target["coordinates"]["radec_geojson"]["coordinates"]
+    ra, dec = lon + 180.0, lat
+    spec = {"radius_arcsec": 5.0, "max_results": 10, "projection": {"coordinates.radec_str": 1}}
+    cfg = type(config)({**config, "crossmatch": {"ztf": {"vlass_cached": spec}}})
+    xm = CrossMatcher(cfg, "ztf", refresh_s=0.0)
+    (got,) = xm([{"candidate": {"ra": ra + 1e-4, "dec": dec}}])
+    assert (folder / "docs.bson").exists()
+    assert {d["_id"] for d in got["vlass_cached"]} == _cone_ids(config, "vlass_cached", ra + 1e-4, dec, 5.0)
+    first = got["vlass_cached"][0]
+    assert first["_id"] == target["_id"]
+    assert set(first) == {"_id", "coordinates"}  # projection: only _id and coordinates kept
+    assert first["coordinates"]["radec_str"] == target["coordinates"]["radec_str"]
+    assert first["coordinates"]["distance_arcsec"] == pytest.approx(
+        1e-4 * math.cos(math.radians(dec)) * 3600, abs=0.011)
+
+    # a new source next to the position: the count changes, the next call sees it
+    new = {"_id": "added", "name": "x", "coordinates": {"radec_geojson": {"type": "Point", "coordinates": [lon + 2e-4, lat]}}}
+    coll.insert_one(new)
+    (got,) = xm([{"candidate": {"ra": ra + 1e-4, "dec": dec}}])
+    assert "added" in {d["_id"] for d in got["vlass_cached"]}
+
+
+def test_crossmatch_cache_corrupt_is_rebuilt(config):
+    from broker.stages.crossmatch import cache_path
+
+    centres = [(150.0, 2.0)]
+    synth_catalog(config, "xm_corrupt", 500, centres=centres, density_per_deg2=20000, seed=5, progress=False)
+    folder = cache_path(config, "xm_corrupt")
+    (folder / "meta.json").write_text("{not json")
+    cfg = type(config)({**config, "crossmatch": {"ztf": {"xm_corrupt": {"radius_arcsec": 60.0}}}})
+    (got,) = CrossMatcher(cfg, "ztf")([{"candidate": {"ra": 150.0, "dec": 2.0}}])
+    assert {d["_id"] for d in got["xm_corrupt"]} == _cone_ids(config, "xm_corrupt", 150.0, 2.0, 60.0) != set()

@@ -155,3 +155,31 @@ def test_database_down_propagates(config):
                        generate_secrets=False)
     with pytest.raises(PyMongoError):  # ServerSelectionTimeoutError: the consumer pauses and retries
         store_batch(down, "ztf", result)
+
+
+def test_crossmatch_from_the_workers_kernel_equals_database_cones(config):
+    """Without an explicit callable, the cross-matches computed in process_messages (on the Dask
+    workers in the broker) are what the aux documents of new objects get: equal to the
+    database's own cone search of the configured radius."""
+    import math
+
+    from broker.catalogs import alert_positions, synth_catalog
+
+    _drop(config, "ZTF")
+    synth_catalog(config, "xm_kernel", 5_000, centres=alert_positions(config), density_per_deg2=2e5, seed=9,
+                  progress=False)
+    radius = 20.0
+    cfg = type(config)({**config, "crossmatch": {"ztf": {"xm_kernel": {"radius_arcsec": radius, "max_results": 1000}}}})
+    counts = ingest_files(cfg, "ztf", shared_data(*ZTF_2023))
+    assert counts["aux_new"] == 24
+    d = db.get_db(config)
+    total = 0
+    for alert in d.ZTF_alerts.find({}, {"objectId": 1, "candidate.ra": 1, "candidate.dec": 1}):
+        ra, dec = alert["candidate"]["ra"], alert["candidate"]["dec"]
+        q = {"coordinates.radec_geojson": {"$geoWithin": {"$centerSphere": [[ra - 180, dec],
+                                                                           math.radians(radius / 3600)]}}}
+        expected = {x["_id"] for x in d.xm_kernel.find(q, {"_id": 1})}
+        matches = d.ZTF_alerts_aux.find_one({"_id": alert["objectId"]})["cross_matches"]["xm_kernel"]
+        assert {m["_id"] for m in matches} == expected
+        total += len(matches)
+    assert total > 24  # not vacuous

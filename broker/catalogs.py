@@ -17,7 +17,7 @@ import numpy as np
 from pymongo.errors import BulkWriteError
 from tqdm import tqdm
 
-from broker.stages.crossmatch import CacheWriter
+from broker.stages.crossmatch import CacheWriter, collection_uuid
 from kowalski import db
 from kowalski.astro import position_documents, valid_radec
 
@@ -98,12 +98,14 @@ def _insert(coll, docs: list[dict]) -> int:
         return exc.details.get("nInserted", len(docs) - len(dup))
 
 
-def finish_cache(config, name: str, cache: CacheWriter) -> None:
+def finish_cache(config, name: str, cache: CacheWriter, count: int | None = None) -> None:
     """Publish the broker's cross-match cache written while loading (saves it re-reading the
-    collection), unless the collection holds other documents too (then the broker builds it)."""
-    count = db.get_db(config)[name].estimated_document_count()
-    if cache.written == count:
-        cache.finish(count)
+    collection), unless the collection holds other documents too (then the broker builds it).
+    ``count``: the collection's size when known (counting scans the local database's collection)."""
+    if count is None:
+        count = db.get_db(config)[name].estimated_document_count()
+    if cache.seen == count:
+        cache.finish(count, collection_uuid(config, name))
     else:
         cache.abort()
         log.info("%s holds %d documents, %d loaded now: the cross-match cache will be built from the "
@@ -237,6 +239,6 @@ def synth_catalog(config, name: str, n: int, centres: list[tuple[float, float]] 
             bar.update(len(docs))
         bar.close()
         ensure_catalog_indexes(config, name, geo_index)
-        finish_cache(config, name, cache)
+        finish_cache(config, name, cache, count=inserted)  # a fresh collection holds what we inserted
     return {"catalog": name, "inserted": inserted, "centres": len(centres),
             "density_per_deg2": density_per_deg2, "seconds": round(time.monotonic() - t0, 2)}

@@ -1,8 +1,9 @@
-"""Broker commands: `kowalski produce`, `kowalski broker [stats]`, `kowalski catalog load|synth`."""
+"""Broker commands: `kowalski produce`, `kowalski broker [stats]`, `kowalski catalog load|synth|cache`."""
 
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 
 from kowalski.config import get_config
@@ -82,6 +83,15 @@ def cmd_catalog(args) -> int:
         if args.catalog_action == "load":
             res = load_catalog(config, args.file, args.name, ra_col=args.ra_col, dec_col=args.dec_col,
                                id_col=args.id_col, progress=not args.quiet, geo_index=not args.no_geo_index)
+        elif args.catalog_action == "cache":
+            from broker.stages.crossmatch import build_cache, cache_path, collection_uuid
+
+            if collection_uuid(config, args.name) is None:
+                _fail(f"no collection {args.name!r} in database {config['database']['name']!r}")
+            t0 = time.monotonic()
+            count = build_cache(config, args.name)
+            res = {"catalog": args.name, "cached": count, "path": str(cache_path(config, args.name)),
+                   "seconds": round(time.monotonic() - t0, 2)}
         else:
             centres = None
             if args.around:
@@ -126,6 +136,9 @@ def register(sub) -> None:
     c.add_argument("--id-col")
     c.add_argument("--no-geo-index", action="store_true")
     c.add_argument("-q", "--quiet", action="store_true")
+    c.set_defaults(func=cmd_catalog)
+    c = csub.add_parser("cache", help="rebuild the broker's cross-match cache of a catalog changed by other tools")
+    c.add_argument("name")
     c.set_defaults(func=cmd_catalog)
     c = csub.add_parser("synth", help="a synthetic catalog at realistic density around sky positions")
     c.add_argument("--name", required=True)

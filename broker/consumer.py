@@ -59,8 +59,11 @@ def topic_patterns(config: Config, survey: str) -> str:
 
 class AlertBroker:
     def __init__(self, config: Config, surveys: list[str], group_id: str | None = None,
-                 scheduler_address: str | None = None, metrics_port: int | None = None, write: bool = True):
-        """``write=False`` (benchmarks only) does everything but the database writes."""
+                 scheduler_address: str | None = None, metrics_port: int | None = None, write: bool = True,
+                 verify_catalogs: bool = True):
+        """``write=False`` (benchmarks only) does everything but the database writes;
+        ``verify_catalogs=False`` skips counting the cross-match catalogs at start (benchmarks
+        whose catalogs were just built)."""
         bc = config["broker"]
         self.config = config
         self.surveys = [s.lower() for s in surveys]
@@ -73,6 +76,7 @@ class AlertBroker:
         self.scheduler_address = scheduler_address or bc["dask"].get("scheduler_address")
         self.metrics_port = bc["metrics"]["port"] if metrics_port is None else metrics_port
         self.write = write
+        self.verify_catalogs = verify_catalogs
         self.stop_event = threading.Event()
         self.inflight: deque[Batch] = deque()
         self.pending: list = []  # messages received while paused (delivered by a poll)
@@ -129,6 +133,8 @@ class AlertBroker:
         from broker.stages.crossmatch import CrossMatcher
         for survey in self.surveys:  # build missing catalog caches once, not on every worker at once
             CrossMatcher(self.config, survey).warm(trees=False)
+        if self.verify_catalogs:
+            threading.Thread(target=self._verify_catalogs, daemon=True, name="xmatch-verify").start()
         self._start_dask()
         self._start_kafka()
         if self.metrics_port is not None and self.metrics_port >= 0:
@@ -147,6 +153,16 @@ class AlertBroker:
         finally:
             self.stats.state = "stopped"
             self.close()
+
+    def _verify_catalogs(self) -> None:
+        """Catch catalogs appended to by other tools while no broker ran (counting scans each
+        catalog on the local database, so it is done once, off the main loop)."""
+        from broker.stages.crossmatch import verify_catalogs
+        for survey in self.surveys:
+            try:
+                verify_catalogs(self.config, survey)
+            except Exception as exc:  # the caches in use stay valid for their collection's UUID
+                log.warning("xmatch: verifying the %s catalogs failed: %s", survey, exc)
 
     def _submit(self, msgs: list) -> None:
         from broker.pipeline import process_messages

@@ -11,12 +11,17 @@ So each catalog is cached on disk once, in ``var/cache/xmatch/<db>.<catalog>/``:
   haversine distance, so the result equals a database ``$geoWithin/$centerSphere`` cone;
 * ``docs.bson`` + ``offsets.npy``: every document's raw BSON, memory-mapped, so the worker
   processes share one copy through the page cache and a match costs one ``bson.decode``;
-* ``meta.json``: format version and the collection's document count when cached.
+* ``meta.json``: format version, the collection's UUID and its document count when cached.
 
 ``kowalski catalog load``/``synth`` write the cache while inserting; otherwise it is built from
-one pass over the collection. It is rebuilt when the collection's count changes (checked at
-most every ``refresh_s``); a catalog edited in place without a count change needs
-``kowalski catalog load`` again (or deleting its cache folder).
+one pass over the collection. Staying current without counting on the hot path: the local
+database answers a count (even ``estimated_document_count``) by scanning the collection, ~24 s
+for 1e6 documents, so the workers never count. Every ``refresh_s`` they check two cheap things:
+the cache's ``meta.json`` (a reload or rebuild replaced the folder: reopen it) and the
+collection's UUID (dropped and re-created: rebuild). Documents appended to a catalog by another
+tool are caught by :func:`verify_catalogs`, which the broker runs once in the background at
+start (and ``kowalski catalog cache NAME`` on demand); an in-place edit that keeps the count
+needs ``kowalski catalog cache NAME``.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from kowalski import db
 
 log = logging.getLogger("kowalski.broker.crossmatch")
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 
 
 def radec_to_xyz(ra_deg, dec_deg) -> np.ndarray:
@@ -70,21 +75,38 @@ def cache_path(config, name: str) -> Path:
     return config.var_dir / "cache" / "xmatch" / f"{config['database']['name']}.{name}"
 
 
+def collection_uuid(config, name: str) -> str | None:
+    """The collection's UUID (hex), None if it does not exist: changes when it is re-created."""
+    for info in db.get_db(config).list_collections(filter={"name": name}):
+        uuid = (info.get("info") or {}).get("uuid")
+        return uuid.hex() if uuid is not None else ""
+    return None
+
+
+def _stamp(folder: Path) -> tuple:
+    st = (folder / "meta.json").stat()
+    return st.st_ino, st.st_mtime_ns
+
+
 class CatalogIndex:
     """One catalog's cached positions and documents (see the module docstring)."""
 
-    def __init__(self, name: str, ra: np.ndarray, dec: np.ndarray, offsets: np.ndarray, blob, count: int):
+    def __init__(self, name: str, ra: np.ndarray, dec: np.ndarray, offsets: np.ndarray, blob, count: int,
+                 uuid: str | None = None, stamp: tuple = ()):
         self.name, self.ra, self.dec, self.offsets, self.blob, self.count = name, ra, dec, offsets, blob, count
+        self.uuid, self.stamp = uuid, stamp
         self._tree: cKDTree | None = None
 
     @classmethod
     def open(cls, folder: Path, name: str) -> "CatalogIndex":
+        stamp = _stamp(folder)
         meta = json.loads((folder / "meta.json").read_text())
         if meta.get("format") != CACHE_FORMAT:
             raise ValueError(f"cache format {meta.get('format')} (want {CACHE_FORMAT})")
         offsets = np.load(folder / "offsets.npy", mmap_mode="r")
         blob = np.memmap(folder / "docs.bson", dtype=np.uint8, mode="r") if offsets[-1] else b""
-        return cls(name, np.load(folder / "ra.npy"), np.load(folder / "dec.npy"), offsets, blob, int(meta["count"]))
+        return cls(name, np.load(folder / "ra.npy"), np.load(folder / "dec.npy"), offsets, blob, int(meta["count"]),
+                   meta.get("uuid"), stamp)
 
     @property
     def tree(self) -> cKDTree | None:
@@ -123,6 +145,7 @@ class CacheWriter:
         self.tmp.mkdir()
         self._docs = open(self.tmp / "docs.bson", "wb")
         self._offsets, self._lon, self._lat = [0], [], []
+        self.seen = 0  # documents given, with or without a position
 
     @property
     def written(self) -> int:
@@ -131,6 +154,7 @@ class CacheWriter:
     def add(self, docs: Iterable) -> None:
         """Documents as dicts or RawBSONDocument (as stored: with their ``_id``)."""
         for d in docs:
+            self.seen += 1
             lonlat = _geojson_lonlat(d)
             if lonlat is None:
                 continue
@@ -140,13 +164,13 @@ class CacheWriter:
             self._lon.append(lonlat[0])
             self._lat.append(lonlat[1])
 
-    def finish(self, count: int) -> None:
+    def finish(self, count: int, uuid: str | None) -> None:
         self._docs.close()
         lon = np.asarray(self._lon, dtype=float)
         np.save(self.tmp / "ra.npy", (lon + 180.0) % 360.0)  # radec_geojson lon = ra - 180
         np.save(self.tmp / "dec.npy", np.asarray(self._lat, dtype=float))
         np.save(self.tmp / "offsets.npy", np.asarray(self._offsets, dtype=np.int64))
-        (self.tmp / "meta.json").write_text(json.dumps({"format": CACHE_FORMAT, "count": int(count)}))
+        (self.tmp / "meta.json").write_text(json.dumps({"format": CACHE_FORMAT, "count": int(count), "uuid": uuid}))
         old = self.final.with_name(self.final.name + f".old{os.getpid()}")
         if self.final.exists():
             self.final.rename(old)
@@ -165,7 +189,7 @@ class CacheWriter:
             self.abort()
 
 
-def build_cache(config, name: str, attempts: int = 3) -> None:
+def build_cache(config, name: str, attempts: int = 3) -> int:
     """Cache a catalog from one pass over its collection (raw BSON, no decoding).
 
     One cursor, not ``_id``-range pages: the local database scans the whole collection for every
@@ -175,7 +199,7 @@ def build_cache(config, name: str, attempts: int = 3) -> None:
     coll = db.get_db(config).get_collection(name, codec_options=CodecOptions(document_class=RawBSONDocument))
     for attempt in range(1, attempts + 1):
         t0 = time.monotonic()
-        count = coll.estimated_document_count()
+        uuid = collection_uuid(config, name)
         writer = CacheWriter(config, name)
         try:
             for chunk in _chunks(coll.find({}, batch_size=10_000), 10_000):
@@ -186,9 +210,11 @@ def build_cache(config, name: str, attempts: int = 3) -> None:
                 raise
             log.warning("xmatch: reading %s failed (%s); starting over", name, exc)
             continue
-        writer.finish(count)
+        # the pass itself is the count (a cache of a collection being written to is stale anyway)
+        writer.finish(writer.seen, uuid)
         log.info("xmatch: cached %d documents of %s in %.1f s", writer.written, name, time.monotonic() - t0)
-        return
+        return writer.written
+    raise AssertionError("unreachable")
 
 
 def _chunks(it, n):
@@ -202,9 +228,10 @@ def _chunks(it, n):
         yield chunk
 
 
-def load_catalog_index(config, name: str) -> CatalogIndex:
-    """A catalog's index, from its cache when that matches the collection's count."""
-    count = db.get_db(config)[name].estimated_document_count()
+def load_catalog_index(config, name: str, count: int | None = None) -> CatalogIndex:
+    """A catalog's index from its cache, (re)built when missing, unreadable, or made for another
+    incarnation of the collection (UUID) or, when ``count`` is given, another document count."""
+    uuid = collection_uuid(config, name)
     folder = cache_path(config, name)
     for build in (False, True):
         if build:
@@ -216,9 +243,24 @@ def load_catalog_index(config, name: str) -> CatalogIndex:
         except Exception as exc:  # corrupt or older-format cache: rebuild it
             log.warning("xmatch cache %s unusable (%s); rebuilding", folder, exc)
             continue
-        if idx.count == count:
+        if idx.uuid == uuid and (count is None or idx.count == count):
             return idx
+        log.info("xmatch cache of %s is stale (uuid %s/%s, count %s/%s); rebuilding", name, idx.uuid, uuid,
+                 idx.count, count)
     raise RuntimeError(f"xmatch: could not cache catalog {name}")
+
+
+def verify_catalogs(config, survey: str) -> dict[str, int]:
+    """Count each configured catalog (slow on the local database: a scan) and rebuild the caches
+    that hold another number of documents; running workers pick the new cache up by itself.
+    Returns {catalog: documents}."""
+    out = {}
+    for name in ((config.get("crossmatch") or {}).get(survey.lower()) or {}):
+        t0 = time.monotonic()
+        count = db.get_db(config)[name].estimated_document_count()
+        out[name] = load_catalog_index(config, name, count=count).count
+        log.info("xmatch: %s verified (%d documents) in %.1f s", name, count, time.monotonic() - t0)
+    return out
 
 
 class CrossMatcher:
@@ -246,13 +288,19 @@ class CrossMatcher:
             self._checked[name] = now
         elif now - self._checked.get(name, 0) > self.refresh_s:
             self._checked[name] = now
+            folder = cache_path(self.config, name)
             try:
-                count = db.get_db(self.config)[name].estimated_document_count()
+                replaced = _stamp(folder) != idx.stamp  # reloaded or rebuilt by another process
+            except OSError:
+                replaced = True
+            try:
+                recreated = collection_uuid(self.config, name) != idx.uuid
             except PyMongoError as exc:  # keep matching with what we have; the store step will pause
                 log.warning("xmatch: cannot check %s for changes (%s); using the cached copy", name, exc)
                 return idx
-            if count != idx.count:
+            if replaced or recreated:
                 idx = self._indexes[name] = load_catalog_index(self.config, name)
+                log.info("xmatch: %s reopened (%d documents)", name, idx.count)
         return idx
 
     def warm(self, trees: bool = True) -> None:

@@ -3,9 +3,11 @@
 1. ``insert_many(ordered=False)`` into ``<PREFIX>_alerts``; duplicate-key errors (the unique
    ``candid`` index) mean "already stored" and are only counted; any other write error raises.
 2. ``<PREFIX>_alerts_aux``: ONE query fetches the stored aux documents of the batch's objects,
-   histories are merged in Python (:mod:`broker.stages.history`), and one ``bulk_write`` upserts
-   the objects that changed. ``cross_matches`` is computed (by the ``crossmatch`` callable) and
-   set only for objects seen for the first time.
+   histories are merged in Python (:mod:`broker.stages.history`); objects seen for the first time
+   are inserted with one ``insert_many`` (half the local database's cost of an upsert, measured
+   5.6 vs 2.7 ms per 23 KB document), with their ``cross_matches``; changed objects get one
+   ``bulk_write`` of ``$set`` updates. An object inserted meanwhile by someone else (duplicate
+   ``_id``) is merged into what is stored instead, so nothing is overwritten.
 
 Assumes one writer per survey at a time (the consumer stores from one thread): the read-merge-
 write of step 2 is not guarded against a concurrent writer of the same objects. Re-running a
@@ -19,7 +21,7 @@ from __future__ import annotations
 import logging
 from typing import Callable, Sequence
 
-from pymongo import ReplaceOne, UpdateOne
+from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError
 
 from broker.stages import history as hist
@@ -78,21 +80,48 @@ def store(config, survey, docs: Sequence[dict], histories: Sequence[dict],
             raise ValueError(f"crossmatch returned {len(results)} results for {len(firsts)} alerts")
         matches = dict(zip(new_objects, results))
 
+    merged_new: dict[str, dict] = {}
     ops = []
     for oid, idxs in by_object.items():
         existing = stored.get(oid)
         updates = [(docs[i]["candidate"], histories[i], fresh[i]) for i in idxs]
         merged = hist.merge_history(existing, updates, survey)
         if existing is None:
-            ops.append(ReplaceOne({"_id": oid}, {"_id": oid, "cross_matches": matches.get(oid) or {}, **merged},
-                                  upsert=True))
-            counts["aux_new"] += 1
+            merged_new[oid] = {"_id": oid, "cross_matches": matches.get(oid) or {}, **merged}
             continue
-        changed = {k: v for k, v in merged.items()
-                   if existing.get(k) != v and not (k not in existing and v == [])}
-        if changed:
-            ops.append(UpdateOne({"_id": oid}, {"$set": changed}))
-            counts["aux_updated"] += 1
+        op = _update_op(oid, existing, merged)
+        if op is not None:
+            ops.append(op)
+    counts["aux_new"] = len(merged_new)
+    counts["aux_updated"] = len(ops)
+    if merged_new:
+        raced = insert_aux(aux, list(merged_new.values()))
+        if raced:  # created by another writer since our read: merge into theirs, keep both histories
+            counts["aux_new"] -= len(raced)
+            for existing in aux.find({"_id": {"$in": raced}}, {"prv_candidates": 1, "fp_hists": 1}):
+                oid = existing["_id"]
+                updates = [(docs[i]["candidate"], histories[i], fresh[i]) for i in by_object[oid]]
+                op = _update_op(oid, existing, hist.merge_history(existing, updates, survey))
+                if op is not None:
+                    ops.append(op)
+                    counts["aux_updated"] += 1
     if ops:
         aux.bulk_write(ops, ordered=False)
     return counts
+
+
+def _update_op(oid, existing: dict, merged: dict):
+    changed = {k: v for k, v in merged.items() if existing.get(k) != v and not (k not in existing and v == [])}
+    return UpdateOne({"_id": oid}, {"$set": changed}) if changed else None
+
+
+def insert_aux(collection, docs: list[dict]) -> list:
+    """Insert new aux documents; returns the ``_id`` of those that already existed."""
+    try:
+        collection.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(e.get("code") != DUPLICATE_KEY for e in errors) or exc.details.get("writeConcernErrors"):
+            raise
+        return [docs[e["index"]]["_id"] for e in errors]
+    return []

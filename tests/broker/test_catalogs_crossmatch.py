@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from broker.catalogs import CatalogError, load_catalog, synth_catalog
-from broker.stages.crossmatch import CrossMatcher
+from broker.stages.crossmatch import CrossMatcher, verify_catalogs
 from kowalski import db
 from tests.conftest import shared_data
 
@@ -75,7 +75,7 @@ def _cone_ids(config, name, ra, dec, radius_arcsec):
 
 def test_crossmatch_cache_built_from_collection_projected_and_refreshed(config):
     """A catalog inserted by other means (no cache written) is cached from the collection; the
-    configured projection applies; a changed count makes the matcher re-read the catalog."""
+    configured projection applies; appended or re-created catalogs are picked up."""
     import shutil
 
     from broker.stages.crossmatch import cache_path
@@ -103,11 +103,19 @@ def test_crossmatch_cache_built_from_collection_projected_and_refreshed(config):
     assert first["coordinates"]["distance_arcsec"] == pytest.approx(
         1e-4 * math.cos(math.radians(dec)) * 3600, abs=0.011)
 
-    # a new source next to the position: the count changes, the next call sees it
+    # a source appended by another tool: the workers never count (a scan on the local database);
+    # the broker's start-up verification counts once, rebuilds, and running matchers reopen it
     new = {"_id": "added", "name": "x", "coordinates": {"radec_geojson": {"type": "Point", "coordinates": [lon + 2e-4, lat]}}}
     coll.insert_one(new)
+    assert verify_catalogs(cfg, "ztf") == {"vlass_cached": 100}
     (got,) = xm([{"candidate": {"ra": ra + 1e-4, "dec": dec}}])
     assert "added" in {d["_id"] for d in got["vlass_cached"]}
+
+    # dropped and re-created by another tool (a new collection UUID): rebuilt without counting
+    coll.drop()
+    coll.insert_one({**new, "_id": "alone"})
+    (got,) = xm([{"candidate": {"ra": ra + 1e-4, "dec": dec}}])
+    assert [d["_id"] for d in got["vlass_cached"]] == ["alone"]
 
 
 def test_crossmatch_cache_corrupt_is_rebuilt(config):
@@ -120,3 +128,26 @@ def test_crossmatch_cache_corrupt_is_rebuilt(config):
     cfg = type(config)({**config, "crossmatch": {"ztf": {"xm_corrupt": {"radius_arcsec": 60.0}}}})
     (got,) = CrossMatcher(cfg, "ztf")([{"candidate": {"ra": 150.0, "dec": 2.0}}])
     assert {d["_id"] for d in got["xm_corrupt"]} == _cone_ids(config, "xm_corrupt", 150.0, 2.0, 60.0) != set()
+
+
+def test_catalog_cache_command(config):
+    """`kowalski catalog cache NAME` rebuilds the cache of a catalog edited by another tool;
+    an unknown catalog is a clear error."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from broker.stages.crossmatch import load_catalog_index
+
+    synth_catalog(config, "xm_cmd", 300, centres=[(10.0, 5.0)], density_per_deg2=20000, seed=9, progress=False)
+    db.get_db(config)["xm_cmd"].delete_many({"_id": {"$lt": 100}})  # count -> 200, cache still 300
+    env = {**os.environ, "KOWALSKI_DATABASE__NAME": config["database"]["name"]}
+    r = subprocess.run([sys.executable, "-m", "kowalski.cli", "catalog", "cache", "xm_cmd"], env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1])["cached"] == 200
+    assert load_catalog_index(config, "xm_cmd").count == 200
+    r = subprocess.run([sys.executable, "-m", "kowalski.cli", "catalog", "cache", "no_such_catalog"], env=env,
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "no collection 'no_such_catalog'" in r.stderr

@@ -142,6 +142,32 @@ def test_store_completes_after_a_crash_between_writes(config):
         assert len(aux["prv_candidates"]) == len(h["prv_candidates"])
 
 
+def test_store_merges_into_an_object_created_by_another_writer(config):
+    """An object's aux document created by someone else between our read and our insert (the
+    duplicate _id of the new-objects insert) is merged into, not overwritten: both histories kept."""
+    _drop(config, "ZTF")
+    s = get_survey("ztf", config)
+    files = sorted(shared_data(*ZTF_2023).glob("*.avro"))[:3]
+    result = process_messages("ztf", [f.read_bytes() for f in files], config)
+    d = db.get_db(config)
+    oid = result.alerts[0]["objectId"]
+    theirs = {"jd": 2400000.5, "fid": 1, "magpsf": 19.0, "candid": 1}
+
+    def crossmatch_while_another_writer_inserts(alerts):  # runs after the read, before the insert
+        d[s.aux_collection].insert_one({"_id": oid, "cross_matches": {"theirs": []}, "prv_candidates": [theirs],
+                                        "fp_hists": []})
+        return [{} for _ in alerts]
+
+    counts = store_batch(config, "ztf", result, crossmatch=crossmatch_while_another_writer_inserts)
+    assert (counts["inserted"], counts["aux_new"], counts["aux_updated"]) == (3, 2, 1)
+    aux = d[s.aux_collection].find_one({"_id": oid})
+    jds = [p["jd"] for p in aux["prv_candidates"]]
+    assert jds[0] == 2400000.5 and jds == sorted(jds)
+    assert len(jds) == 1 + len(result.history[0]["prv_candidates"])
+    assert aux["cross_matches"] == {"theirs": []}
+    assert d[s.aux_collection].count_documents({}) == 3
+
+
 def test_database_down_propagates(config):
     from pymongo.errors import PyMongoError
 

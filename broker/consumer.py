@@ -10,12 +10,12 @@ history) = no alert lost or duplicated across crashes and restarts. Concretely:
 
 Two threads: the main one consumes, submits batches to Dask and commits; the writer stores
 finished batches (in consumption order), dead-letters their bad messages and hands their
-offsets back for the commit. Storing while the
-next batches are consumed and computed keeps the workers busy (a main thread that also stored
-left them idle ~20% of the time). Backpressure: at most `max_inflight` batches are submitted
-and not yet stored; then the main thread waits. A database outage pauses the assigned
-partitions (the main thread's polls keep the group membership alive) and the writer retries
-with backoff until the database answers again.
+offsets back for the commit (librdkafka calls stay on the main thread). Storing while the next
+batches are consumed and computed keeps the workers busy (a main thread that also stored left
+them idle ~20% of the time). Backpressure: at most `max_inflight` batches are submitted and not
+yet stored; then the main thread waits. A database outage pauses the assigned partitions (the
+main thread's polls keep the group membership alive) and the writer retries with backoff until
+the database answers again.
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@
    ``bulk_write`` of ``$set`` updates. An object inserted meanwhile by someone else (duplicate
    ``_id``) is merged into what is stored instead, so nothing is overwritten.
 
-Assumes one writer per survey at a time (the consumer stores from one thread): the read-merge-
-write of step 2 is not guarded against a concurrent writer of the same objects. Re-running a
+Assumes one writer per survey at a time (the consumer stores from one thread): of step 2's
+read-merge-write only the insert of new objects is guarded against a concurrent writer; the
+updates of known objects are not. Re-running a
 batch (after a crash, a database outage or a redelivery) adds nothing and changes nothing.
 Database errors (AutoReconnect, ServerSelectionTimeoutError, ...) propagate to the caller,
 which pauses and retries the whole call.
@@ -33,8 +34,9 @@ DUPLICATE_KEY = 11000
 Crossmatch = Callable[[list[dict]], list[dict]]
 
 
-def insert_alerts(collection, docs: Sequence[dict]) -> list[bool]:
-    """Insert alert documents; returns, per document, whether it was new (False = already stored)."""
+def insert_new(collection, docs: Sequence[dict]) -> list[bool]:
+    """Insert documents (alerts, new aux objects); returns, per document, whether it was new
+    (False: a duplicate key, already stored); any other write error raises."""
     fresh = [True] * len(docs)
     if not docs:
         return fresh
@@ -59,7 +61,7 @@ def store(config, survey, docs: Sequence[dict], histories: Sequence[dict],
     if not docs:
         return counts
     database = db.get_db(config)
-    fresh = insert_alerts(database[survey.alerts_collection], docs)
+    fresh = insert_new(database[survey.alerts_collection], docs)
     counts["inserted"] = sum(fresh)
     counts["duplicates"] = len(fresh) - counts["inserted"]
 
@@ -80,31 +82,25 @@ def store(config, survey, docs: Sequence[dict], histories: Sequence[dict],
             raise ValueError(f"crossmatch returned {len(results)} results for {len(firsts)} alerts")
         matches = dict(zip(new_objects, results))
 
-    merged_new: dict[str, dict] = {}
+    def merged_into(oid, existing):
+        updates = [(docs[i]["candidate"], histories[i], fresh[i]) for i in by_object[oid]]
+        return hist.merge_history(existing, updates, survey)
+
+    new_docs: list[dict] = []
     ops = []
-    for oid, idxs in by_object.items():
+    for oid in by_object:
         existing = stored.get(oid)
-        updates = [(docs[i]["candidate"], histories[i], fresh[i]) for i in idxs]
-        merged = hist.merge_history(existing, updates, survey)
         if existing is None:
-            merged_new[oid] = {"_id": oid, "cross_matches": matches.get(oid) or {}, **merged}
-            continue
-        op = _update_op(oid, existing, merged)
-        if op is not None:
+            new_docs.append({"_id": oid, "cross_matches": matches.get(oid) or {}, **merged_into(oid, None)})
+        elif (op := _update_op(oid, existing, merged_into(oid, existing))) is not None:
             ops.append(op)
-    counts["aux_new"] = len(merged_new)
+    raced = [d["_id"] for d, ok in zip(new_docs, insert_new(aux, new_docs)) if not ok]
+    if raced:  # created by another writer since our read: merge into theirs, keep both histories
+        for existing in aux.find({"_id": {"$in": raced}}, {"prv_candidates": 1, "fp_hists": 1}):
+            if (op := _update_op(existing["_id"], existing, merged_into(existing["_id"], existing))) is not None:
+                ops.append(op)
+    counts["aux_new"] = len(new_docs) - len(raced)
     counts["aux_updated"] = len(ops)
-    if merged_new:
-        raced = insert_aux(aux, list(merged_new.values()))
-        if raced:  # created by another writer since our read: merge into theirs, keep both histories
-            counts["aux_new"] -= len(raced)
-            for existing in aux.find({"_id": {"$in": raced}}, {"prv_candidates": 1, "fp_hists": 1}):
-                oid = existing["_id"]
-                updates = [(docs[i]["candidate"], histories[i], fresh[i]) for i in by_object[oid]]
-                op = _update_op(oid, existing, hist.merge_history(existing, updates, survey))
-                if op is not None:
-                    ops.append(op)
-                    counts["aux_updated"] += 1
     if ops:
         aux.bulk_write(ops, ordered=False)
     return counts
@@ -113,15 +109,3 @@ def store(config, survey, docs: Sequence[dict], histories: Sequence[dict],
 def _update_op(oid, existing: dict, merged: dict):
     changed = {k: v for k, v in merged.items() if existing.get(k) != v and not (k not in existing and v == [])}
     return UpdateOne({"_id": oid}, {"$set": changed}) if changed else None
-
-
-def insert_aux(collection, docs: list[dict]) -> list:
-    """Insert new aux documents; returns the ``_id`` of those that already existed."""
-    try:
-        collection.insert_many(docs, ordered=False)
-    except BulkWriteError as exc:
-        errors = exc.details.get("writeErrors", [])
-        if any(e.get("code") != DUPLICATE_KEY for e in errors) or exc.details.get("writeConcernErrors"):
-            raise
-        return [docs[e["index"]]["_id"] for e in errors]
-    return []

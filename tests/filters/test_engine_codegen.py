@@ -12,9 +12,9 @@ import random
 
 import pytest
 
-from broker.filters.engine import FilterRuntimeError
-from broker.filters.engine.codegen import compile_fast
-from broker.filters.engine.expressions import compile_expression
+from mql import FilterRuntimeError
+from mql.codegen import compile_fast
+from mql.expressions import compile_expression
 
 from .test_engine_differential import Gen
 

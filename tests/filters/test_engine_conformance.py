@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from bson import json_util
 
-from broker.filters import FilterCompileError, FilterRuntimeError, compile_pipeline
+from mql import FilterCompileError, FilterRuntimeError, compile_pipeline
 
 from . import same, same_unordered
 

@@ -15,7 +15,7 @@ import statistics
 import fastavro
 import pytest
 
-from broker.filters import compile_pipeline
+from mql import compile_pipeline
 from broker.filters.inputs import filter_input, upstream_pipeline
 from broker.stages.mongify import mongify
 from broker.surveys import get_survey

@@ -13,8 +13,8 @@ import re
 import pytest
 from bson import Decimal128, Int64, Regex, json_util
 
-from broker.filters import FilterCompileError, FilterRuntimeError, compile_pipeline, validate_pipeline
-from broker.filters.engine import MISSING, compare, evaluate, type_name
+from mql import FilterCompileError, FilterRuntimeError, compile_pipeline, validate_pipeline
+from mql import MISSING, compare, evaluate, type_name
 
 
 def run(pipeline, docs):
@@ -62,9 +62,18 @@ def test_input_documents_are_never_modified():
 
 
 def test_validate_pipeline_accepts_the_reference_filters():
-    validate_pipeline([{"$match": {"candidate.drb": {"$gt": 0.9999}, "cross_matches.CLU_20190625.0": {"$exists": False}}},
-                       {"$addFields": {"annotations.author": "dd", "annotations.mean_rb": {"$avg": "$prv_candidates.rb"}}},
-                       {"$project": {"_id": 0, "candid": 1, "objectId": 1, "annotations": 1}}])
+    reference = [{"$match": {"candidate.drb": {"$gt": 0.9999}, "cross_matches.CLU_20190625.0": {"$exists": False}}},
+                 {"$addFields": {"annotations.author": "dd", "annotations.mean_rb": {"$avg": "$prv_candidates.rb"}}},
+                 {"$project": {"_id": 0, "candid": 1, "objectId": 1, "annotations": 1}}]
+    assert validate_pipeline(reference) is None  # accepted (a refusal raises FilterCompileError)
+    # and it means what MongoDB makes of it: $avg over the array path ignores the point without rb
+    f = compile_pipeline(reference)
+    alert = {"_id": 7, "candid": 1, "objectId": "ZTF1", "candidate": {"drb": 0.99995}, "cross_matches": {"CLU_20190625": []},
+             "prv_candidates": [{"rb": 0.5}, {"rb": 0.75}, {"jd": 1.0}]}
+    assert f.passes(alert) == {"candid": 1, "objectId": "ZTF1", "annotations": {"author": "dd", "mean_rb": 0.625}}
+    assert f.passes({**alert, "candidate": {"drb": 0.9999}}) is None  # $gt, not $gte
+    assert f.passes({**alert, "cross_matches": {"CLU_20190625": [{"id": 1}]}}) is None
+    assert f.passes({**alert, "prv_candidates": []})["annotations"] == {"author": "dd", "mean_rb": None}
 
 
 @pytest.mark.parametrize("pipeline,message", [

@@ -10,7 +10,8 @@ from .errors import FilterCompileError, FilterError, FilterRuntimeError, Unsuppo
 from .expressions import Ctx
 from .stages import PER_DOC, compile_stage
 
-__all__ = ["CompiledPipeline", "compile_pipeline", "validate_pipeline", "parse_pipeline", "compile_stages"]
+__all__ = ["CompiledPipeline", "StagedPipeline", "compile_pipeline", "compile_staged", "validate_pipeline",
+           "parse_pipeline", "compile_stages"]
 
 
 def parse_pipeline(pipeline) -> list:
@@ -217,6 +218,51 @@ def _compile_cached(text: str) -> CompiledPipeline:
     stages = parse_pipeline(text)
     batches, fused = _compile_list(stages, Ctx())
     return CompiledPipeline(stages, batches, fused)
+
+
+class StagedPipeline:
+    """A pipeline run one stage at a time, to see how far a document gets (a backtest's count of
+    the alerts remaining after each stage).
+
+    Each stage is compiled on its own exactly as within the whole pipeline (a stage's compilation
+    depends on nothing but the stage), so the stream after stage k is the output of the prefix
+    1..k run alone, and the output after the last stage is ``passes``'s.
+    """
+
+    __slots__ = ("pipeline", "_stages", "n_stages")
+
+    def __init__(self, pipeline: list):
+        self.pipeline = pipeline
+        self._stages = tuple(CompiledPipeline([s], *_compile_list([s], Ctx(), offset=i))
+                             for i, s in enumerate(pipeline))
+        self.n_stages = len(pipeline)
+
+    def passes(self, doc: dict, alive: list, copy: bool = True):
+        """The first output document for ``doc`` or None, as ``CompiledPipeline.passes``; appends
+        to ``alive``, after each stage run, whether documents remain (on a FilterRuntimeError it
+        holds the stages run before the failing one, whose prefixes do not fail)."""
+        docs = [doc]
+        for stage in self._stages:
+            docs = stage.run(docs, copy=False)
+            alive.append(bool(docs))
+        if not docs:
+            return None
+        return own(docs[0]) if copy else docs[0]
+
+    def __reduce__(self):
+        return (compile_staged, (self.pipeline,))
+
+
+def compile_staged(pipeline) -> StagedPipeline:
+    """Compile a pipeline (list or JSON string) to run stage by stage (``StagedPipeline``)."""
+    if isinstance(pipeline, str):
+        return _staged_cached(pipeline)
+    return StagedPipeline(parse_pipeline(pipeline))
+
+
+@functools.lru_cache(maxsize=256)
+def _staged_cached(text: str) -> StagedPipeline:
+    return StagedPipeline(parse_pipeline(text))
 
 
 def validate_pipeline(pipeline) -> None:

@@ -1,0 +1,73 @@
+"""Dependencies point one way (docs/architecture.md): a test over every import of the code.
+
+The core (`kowalski/`) and the filter engine (`mql/`) import no component; `api/` and `broker/`
+never import each other; `dashboards/` and `hub/` use the API over HTTP only; only the database
+layer (`kowalski/db.py`) imports the driver. The crossings that exist today are listed below, each
+with its reason: a new one fails the test, and so does a listed one that has gone (shrink the list).
+"""
+
+from __future__ import annotations
+
+import ast
+
+from tests.conftest import ROOT
+
+PACKAGES = ("kowalski", "mql", "broker", "api", "dashboards", "hub")
+ALLOWED = {  # package -> the project packages it may import
+    "kowalski": {"kowalski", "mql"},
+    "mql": {"mql"},
+    "broker": {"broker", "kowalski", "mql"},
+    "api": {"api", "kowalski", "mql"},
+    "dashboards": {"dashboards", "kowalski"},
+    "hub": {"hub", "kowalski"},
+}
+DRIVER = ("pymongo", "motor")
+DRIVER_LAYER = {"kowalski/db.py"}
+
+# (file, imported module): the crossings still to remove (issue 14)
+KNOWN_CROSSINGS = {
+    ("api/handlers/filters.py", "broker.filters.backtest"),   # backtests: to move to the core
+    ("api/handlers/filters.py", "broker.filters.inputs"),     # what a filter sees: a survey fact
+    ("api/bench.py", "broker.pipeline"),                       # the benchmark loads real alerts
+    ("api/bench.py", "broker.catalogs"),
+    ("api/bench.py", "broker.stages.crossmatch"),
+    ("kowalski/services/broker.py", "broker.produce"),         # `kowalski up` produces the demo night
+}
+KNOWN_DRIVER_USERS = {  # modules that still call the driver themselves instead of the database layer
+    "api/base.py", "api/bench_skymap.py", "api/handlers/classifications.py", "api/handlers/filters.py",
+    "api/handlers/queries.py", "api/handlers/skymap.py", "api/handlers/users.py", "broker/catalogs.py",
+    "broker/consumer.py", "broker/filters/runner.py", "broker/stages/crossmatch.py", "broker/stages/store.py",
+    "kowalski/cli.py",
+}
+
+
+def _imports() -> list[tuple[str, str]]:
+    """(file relative to the root, absolute module name) for every import statement of the code."""
+    out = []
+    for pkg in PACKAGES:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            for node in ast.walk(ast.parse(path.read_text(), rel)):
+                if isinstance(node, ast.Import):
+                    out += [(rel, a.name) for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    out.append((rel, node.module))
+    return out
+
+
+def test_components_import_only_what_the_rules_allow():
+    crossings = {(f, m) for f, m in _imports()
+                 if m.split(".")[0] in PACKAGES and m.split(".")[0] not in ALLOWED[f.split("/")[0]]}
+    new = sorted(crossings - KNOWN_CROSSINGS)
+    assert not new, "imports against the dependency rules (docs/architecture.md): " + ", ".join(
+        f"{f} -> {m}" for f, m in new)
+    gone = sorted(KNOWN_CROSSINGS - crossings)
+    assert not gone, f"no longer crossing, remove from KNOWN_CROSSINGS: {gone}"
+
+
+def test_only_the_database_layer_imports_the_driver():
+    users = {f for f, m in _imports() if m.split(".")[0] in DRIVER} - DRIVER_LAYER
+    new = sorted(users - KNOWN_DRIVER_USERS)
+    assert not new, f"the driver imported outside kowalski/db.py: {new} (ask the database layer instead)"
+    gone = sorted(KNOWN_DRIVER_USERS - users)
+    assert not gone, f"no longer importing the driver, remove from KNOWN_DRIVER_USERS: {gone}"

@@ -112,9 +112,15 @@ def finish_cache(config, name: str, cache: CacheWriter, count: int | None = None
                  "collection", name, count, cache.written)
 
 
-def ensure_catalog_indexes(config, name: str, geo_index: bool = True) -> None:
+def ensure_catalog_indexes(config, name: str, geo_index: bool | None = None, complete: bool = False) -> None:
+    """The HEALPix pixel index cone searches use and the 2dsphere index (``geo_index``; None: where
+    the backend's queries use it, db.wants_geo_index); ``complete``: every document was written by
+    this version (so has its pixel id)."""
+    db.ensure_positions_index(config, name, complete)
     coll = db.get_db(config)[name]
     have = {ix["name"] for ix in coll.list_indexes()}
+    if geo_index is None:
+        geo_index = db.wants_geo_index(config)
     if geo_index and "radec_2dsphere" not in have:
         t0 = time.monotonic()
         coll.create_index([("coordinates.radec_geojson", "2dsphere")], name="radec_2dsphere")
@@ -122,7 +128,7 @@ def ensure_catalog_indexes(config, name: str, geo_index: bool = True) -> None:
 
 
 def load_catalog(config, path: Path, name: str, ra_col=None, dec_col=None, id_col=None,
-                 progress: bool = True, geo_index: bool = True) -> dict:
+                 progress: bool = True, geo_index: bool | None = None) -> dict:
     """Load a catalog file into collection `name`. Returns {inserted, skipped, rows, seconds}."""
     if name in db.system_collections(config) or name.endswith(("_alerts", "_alerts_aux")):
         raise CatalogError(f"{name!r} is a reserved collection name")
@@ -138,6 +144,18 @@ def load_catalog(config, path: Path, name: str, ra_col=None, dec_col=None, id_co
     coll = db.get_db(config)[name]
     inserted = skipped = 0
     batch: list[dict] = []
+    positions: list[tuple[float, float]] = []
+
+    def flush() -> int:  # coordinates for the whole chunk at once (HEALPix ids are vectorised)
+        ra_dec = np.array(positions, dtype=float).reshape(-1, 2)
+        for doc, coords in zip(batch, position_documents(ra_dec[:, 0], ra_dec[:, 1])):
+            doc["coordinates"] = coords
+        n = _insert(coll, batch)
+        cache.add(batch)
+        batch.clear()
+        positions.clear()
+        return n
+
     with CacheWriter(config, name) as cache:
         bar = tqdm(total=n, unit="rows", desc=f"loading {name}", disable=not progress)
         for i, row in enumerate(rows):
@@ -152,16 +170,13 @@ def load_catalog(config, path: Path, name: str, ra_col=None, dec_col=None, id_co
             else:
                 doc = dict(row)
                 doc["_id"] = row[id_col] if id_col else f"{path.stem}_{i}"
-                doc["coordinates"] = position_documents(float(ra), float(dec))[0]
                 batch.append(doc)
+                positions.append((float(ra), float(dec)))
             if len(batch) >= CHUNK:
-                inserted += _insert(coll, batch)
-                cache.add(batch)
-                batch = []
+                inserted += flush()
             bar.update(1)
         if batch:
-            inserted += _insert(coll, batch)
-            cache.add(batch)
+            inserted += flush()
         bar.close()
         ensure_catalog_indexes(config, name, geo_index)
         finish_cache(config, name, cache)
@@ -215,7 +230,7 @@ def alert_positions(config, limit: int = 200) -> list[tuple[float, float]]:
 
 def synth_catalog(config, name: str, n: int, centres: list[tuple[float, float]] | None = None,
                   density_per_deg2: float = 50000.0, seed: int = 0, progress: bool = True,
-                  geo_index: bool = True) -> dict:
+                  geo_index: bool | None = None) -> dict:
     """A synthetic catalog of n sources at a realistic density (Gaia averages ~45,000/deg²)."""
     if n <= 0:
         raise CatalogError("--sources must be positive")
@@ -238,7 +253,7 @@ def synth_catalog(config, name: str, n: int, centres: list[tuple[float, float]] 
             cache.add(docs)
             bar.update(len(docs))
         bar.close()
-        ensure_catalog_indexes(config, name, geo_index)
+        ensure_catalog_indexes(config, name, geo_index, complete=True)  # dropped, then all written here
         finish_cache(config, name, cache, count=inserted)  # a fresh collection holds what we inserted
     return {"catalog": name, "inserted": inserted, "centres": len(centres),
             "density_per_deg2": density_per_deg2, "seconds": round(time.monotonic() - t0, 2)}

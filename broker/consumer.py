@@ -29,8 +29,9 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError
 
 from broker import metrics
@@ -46,6 +47,7 @@ class Batch:
     survey: str
     messages: list  # confluent_kafka.Message
     future: object
+    rejected: list = field(default_factory=list)  # dead-lettered before processing (too large)
     submitted: float = field(default_factory=time.monotonic)
 
 
@@ -78,6 +80,7 @@ class AlertBroker:
         self.max_inflight = int(bc["max_inflight"])
         self.poll_timeout = float(bc["poll_timeout_s"])
         self.dlq_suffix = bc["dlq_suffix"]
+        self.max_message_bytes = int(bc.get("max_message_bytes", 10 * 1024 * 1024))
         self.scheduler_address = scheduler_address or bc["dask"].get("scheduler_address")
         self.metrics_port = bc["metrics"]["port"] if metrics_port is None else metrics_port
         self.write = write
@@ -142,16 +145,58 @@ class AlertBroker:
         return None
 
     # --- main loop ------------------------------------------------------------------------
-    def run(self) -> None:
+    def _ensure_database(self) -> None:
+        """Create what the no-duplicates guarantee relies on (the unique alert id index, the aux
+        and outbox collections) before consuming anything, whatever database this is: a new one, one
+        `kowalski up` never saw, one whose index was dropped. Waits for a database that is not up
+        yet; refuses to start when repeated alerts block the unique index (DuplicateIdsError)."""
+        from kowalski import db
+
+        delay = 1.0
+        while not self.stop_event.is_set():
+            try:
+                for survey in self.surveys:
+                    db.ensure_survey(self.config, survey)
+                return
+            except db.DuplicateIdsError as exc:
+                log.error("refusing to consume: %s", exc)
+                raise
+            except DB_DOWN_ERRORS as exc:
+                log.warning("database unavailable at start (%s); retrying in %.0f s", str(exc).split(",")[0][:160],
+                            delay)
+                self.stop_event.wait(delay)
+                delay = min(delay * 2, 30.0)
+
+    def _start(self) -> bool:
+        """Everything before the first poll; False when stopped meanwhile."""
         from broker.stages.crossmatch import CrossMatcher
+        if self.metrics_port is not None and self.metrics_port >= 0:
+            # first: /healthz answers "starting" (503) while the database is awaited, models load and
+            # Dask starts, and a port already taken fails the start at once
+            self.http = serve_http(self, self.config["broker"]["metrics"]["host"], self.metrics_port)
+        if self.write:
+            self._ensure_database()
+            if self.stop_event.is_set():  # stopped while waiting for the database
+                return False
         for survey in self.surveys:  # build missing catalog caches once, not on every worker at once
             CrossMatcher(self.config, survey).warm(trees=False)
         if self.verify_catalogs:
             threading.Thread(target=self._verify_catalogs, daemon=True, name="xmatch-verify").start()
         self._start_dask()
         self._start_kafka()
-        if self.metrics_port is not None and self.metrics_port >= 0:
-            self.http = serve_http(self, self.config["broker"]["metrics"]["host"], self.metrics_port)
+        return True
+
+    def run(self) -> None:
+        try:
+            started = self._start()
+        except BaseException:
+            self.stats.state = "stopped"
+            self.close()
+            raise
+        if not started:
+            self.stats.state = "stopped"
+            self.close()
+            return
         self.stats.state = "running"
         writer = threading.Thread(target=self._writer, daemon=True, name="broker-writer")
         writer.start()
@@ -218,6 +263,7 @@ class AlertBroker:
         from broker.pipeline import process_messages
 
         groups: dict[str, list] = {}
+        rejected: list = []  # dead-lettered here; committed with the last batch of this poll
         for m in msgs:
             err = m.error()
             if err is not None:
@@ -228,17 +274,34 @@ class AlertBroker:
             if survey is None:  # cannot happen with our subscription; never drop silently
                 self._dead_letter(m, f"topic {m.topic()} matches no configured survey", "unknown")
                 continue
+            if len(m.value() or b"") > self.max_message_bytes:  # never shipped to a worker or stored
+                rejected.append(m)
+                self._dead_letter(m, f"message of {len(m.value())} bytes exceeds broker.max_message_bytes "
+                                     f"({self.max_message_bytes})", survey)
+                continue
             groups.setdefault(survey, []).append(m)
-        for survey, ms in groups.items():
+        # Batches complete in submission order, so the rejected offsets ride with the LAST batch of
+        # this poll: committing them cannot pass over a message of this poll not yet stored.
+        last = len(groups) - 1
+        for i, (survey, ms) in enumerate(groups.items()):
             values = [m.value() or b"" for m in ms]
             fut = self.client.submit(process_messages, survey, values, self.config, pure=False, retries=1)
             with self.cond:
-                self.inflight.append(Batch(survey, ms, fut))
+                self.inflight.append(Batch(survey, ms, fut, rejected=rejected if i == last else []))
+                self.cond.notify_all()
+        if rejected and not groups:
+            with self.cond:
+                self.inflight.append(Batch(self._survey_of(rejected[0].topic()) or "unknown", [], None,
+                                           rejected=rejected))
                 self.cond.notify_all()
 
     def _complete(self, batch: Batch) -> None:
         from broker.pipeline import process_messages
 
+        if batch.future is None:  # only messages dead-lettered at submit (too large)
+            self._flush_dead_letters()
+            self._commit(batch.rejected)
+            return
         try:
             result = batch.future.result()
         except Exception as exc:  # a worker died twice on this batch: do it here, not lose it
@@ -253,9 +316,9 @@ class AlertBroker:
         t_store = time.monotonic() - t0
         for idx, reason in result.failed:
             self._dead_letter(batch.messages[idx], reason, batch.survey)
-        if result.failed:
-            self.producer.flush(30)
-        self._commit(batch.messages)
+        if result.failed or batch.rejected:
+            self._flush_dead_letters()
+        self._commit(batch.messages + batch.rejected)
         now_ms = time.time() * 1000
         failed = {i for i, _ in result.failed}
         latencies = [(now_ms - m.timestamp()[1]) / 1000 for i, m in enumerate(batch.messages)
@@ -314,6 +377,12 @@ class AlertBroker:
         self.producer.produce(topic, msg.value() or b"", key=msg.key(), headers=list(headers.items()))
         self.stats.dead_letters += 1
 
+    def _flush_dead_letters(self) -> None:
+        """A bad message's offset is committed only once Kafka has its dead letter: while Kafka is
+        away, keep flushing (the main thread's backpressure holds new batches meanwhile)."""
+        while (left := self.producer.flush(10)) and not self.writer_stop.is_set():
+            log.warning("kafka: %d dead letters not yet acknowledged; retrying before the commit", left)
+
     def _commit(self, msgs: list) -> None:
         """Hand a stored batch's offsets to the main thread: a synchronous commit from another
         thread waits for the consumer's own polling and stalls (seen with librdkafka)."""
@@ -329,7 +398,14 @@ class AlertBroker:
             last, self.to_commit = self.to_commit, {}
         offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
         if offsets:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+            except KafkaException as exc:  # Kafka away: keep them for the next try (at-least-once)
+                log.warning("kafka: commit failed (%s); retrying", exc)
+                with self.cond:
+                    for key, o in last.items():
+                        self.to_commit[key] = max(self.to_commit.get(key, -1), o)
+                time.sleep(0.5)
 
     def _drain(self) -> None:
         """Wait (in the main thread) until the writer has stored every submitted batch; commit."""
@@ -372,7 +448,9 @@ def serve_http(broker: AlertBroker, host: str, port: int) -> ThreadingHTTPServer
                 body = json.dumps({"status": "ok" if ok else broker.stats.state}).encode()
                 ctype, code = "application/json", 200 if ok else 503
             elif self.path.startswith("/stats"):
-                body, ctype, code = json.dumps(broker.stats.snapshot()).encode(), "application/json", 200
+                q = parse_qs(urlsplit(self.path).query)  # ?last=N: latency over the last N alerts only
+                last = int(q["last"][0]) if q.get("last", [""])[0].isdigit() else None
+                body, ctype, code = json.dumps(broker.stats.snapshot(last)).encode(), "application/json", 200
             else:
                 body, ctype, code = b'{"status": "error", "message": "not found"}', "application/json", 404
             self.send_response(code)

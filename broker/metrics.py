@@ -68,14 +68,15 @@ class BrokerStats:
         with self.lock:
             return self.per_survey[survey]["messages"]
 
-    def snapshot(self) -> dict:
+    def snapshot(self, last: int | None = None) -> dict:
+        """Counters and latency percentiles (over the last ``last`` alerts, default all kept)."""
         with self.lock:
             per = {}
             for name, s in self.per_survey.items():
                 n = max(1, s["messages"])
                 per[name] = {**{k: v for k, v in s.items() if k != "stage_seconds"},
                              "ms_per_alert": {k: round(v * 1000 / n, 3) for k, v in s["stage_seconds"].items()}}
-            lat = self.latencies
+            lat = self.latencies[-last:] if last else self.latencies
             return {"state": self.state, "uptime_s": round(time.time() - self.started, 1),
                     "db_outages": self.db_outages, "dead_letters": self._dead, "surveys": per,
                     "latency_s": {"p50": percentile(lat, 50), "p95": percentile(lat, 95), "n": len(lat)}}

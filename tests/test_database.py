@@ -12,7 +12,8 @@ def test_round_trip_and_indexes(config):
     d = db.get_db(config)
     coll = d[db.alerts_collection(config, "ztf")]
     names = {ix["name"] for ix in coll.list_indexes()}
-    assert {"candid_unique", "objectId", "jd", "radec"} <= names
+    assert {"candid_unique", "objectId", "jd", "healpix_d16"} <= names
+    assert ("radec" in names) is db.wants_geo_index(config)
     doc = {"candid": Int64(2475433850015010009), "objectId": "ZTF18abc", "candidate": {"jd": 2460229.93}}
     coll.insert_one(dict(doc))
     got = coll.find_one({"candid": 2475433850015010009}, {"_id": 0})

@@ -66,6 +66,7 @@ class Delivery:
                 targets["skyportal"] = SkyPortalTarget(config, self.survey)
         self.targets = targets
         self.outbox = db.filter_outbox(config, self.survey)
+        db.ensure_outbox_indexes(config, self.survey)  # due-item queries rely on it, whoever created the outbox
         self.stats = {t: {"delivered": 0, "failed": 0} for t in self.targets}
 
     def due(self, target: str, now: dt.datetime | None = None) -> list[dict]:

@@ -15,8 +15,6 @@ step that failed and nothing already accepted is sent again.
 from __future__ import annotations
 
 import base64
-import gzip
-import io
 import logging
 import math
 
@@ -102,15 +100,9 @@ def _body(obj_id, sid, instrument_id, pts, origin) -> dict:
 
 def thumbnail_png(cutout, ttype: str) -> bytes:
     """Kowalski's thumbnail: 168x168 PNG (4 in at 42 dpi), bone, North up; log stretch, linear for sub."""
-    from astropy.io import fits
+    from kowalski.cutouts import read_fits, render_png
 
-    from api.handlers.cutouts import render_png
-
-    raw = bytes(cutout["stampData"])
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    with fits.open(io.BytesIO(raw)) as hdul:
-        image = np.asarray(hdul[0].data, dtype=np.float64)
+    image, _ = read_fits(bytes(cutout["stampData"]))
     return render_png(np.flipud(image), "linear" if ttype == "sub" else "log", "percentile", "bone", 168)
 
 

@@ -24,12 +24,11 @@ import time
 from dataclasses import dataclass, field
 
 import bson
-from pymongo import UpdateOne
 from pymongo.errors import AutoReconnect, BulkWriteError, ConnectionFailure
 
 from kowalski import db
 
-from .engine import FilterCompileError, compile_pipeline
+from mql import FilterCompileError, compile_pipeline
 from .inputs import _spec, filter_input
 
 log = logging.getLogger("kowalski.broker.filters")
@@ -128,10 +127,10 @@ class FilterRunner:
         inputs: dict[tuple, list] = {}
         slow: dict[int, float] = {}
         for f in self.filters:
-            t_f = time.perf_counter()
-            if f.permissions not in inputs:
+            if f.permissions not in inputs:  # shared by the filters of these permissions: not billed to one
                 inputs[f.permissions] = [filter_input(a, aux.get(a.get(oid_field)), f.permissions, self.survey)
                                          for a in alerts]
+            t_f = time.perf_counter()
             for alert, inp in zip(alerts, inputs[f.permissions]):
                 if inp is None:
                     continue
@@ -253,15 +252,17 @@ class FilterRunner:
         if not self._indexed:
             db.ensure_outbox_indexes(self.config, self.survey)
             self._indexed = True
-        ops = [UpdateOne({"_id": d["_id"]}, {"$setOnInsert": d}, upsert=True) for d in docs]
+        # Plain inserts: the _id ("<candid>:<filter_id>") makes a re-delivered batch's items duplicate-key
+        # errors, counted as already there, as upserts with $setOnInsert would, at a fraction of the cost
+        # (measured on the embedded database: 512 outbox documents in 70-220 ms vs 660-1,250 ms)
         try:
-            res = db.filter_outbox(self.config, self.survey).bulk_write(ops, ordered=False)
+            res = db.filter_outbox(self.config, self.survey).insert_many(docs, ordered=False)
         except BulkWriteError as exc:
             for err in exc.details.get("writeErrors", []):
-                if err.get("code") == 11000:  # inserted concurrently: already there
+                if err.get("code") == 11000:  # already in the outbox (a re-delivered batch)
                     continue
                 d = docs[err["index"]]
                 self._record_errors(d["filter_id"], 1, f"candid {d['candid']}: the database refused the output: "
                                                        f"{err.get('errmsg', '')[:300]}")
-            return int(exc.details.get("nUpserted", 0))
-        return res.upserted_count
+            return int(exc.details.get("nInserted", 0))
+        return len(res.inserted_ids)

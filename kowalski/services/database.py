@@ -53,12 +53,13 @@ class DatabaseService(Service):
 
     def command(self) -> list[str]:
         self.storage.mkdir(parents=True, exist_ok=True)
-        return [self._binary(), "--host", str(self.emb["host"]), "--port", str(self.emb["port"]),
-                "--storage-path", str(self.storage), "--log-level", "WARNING",
-                # We use no change streams; a 100,000-entry oplog of full alerts (with cutouts)
-                # costs GBs of memory and disk for nothing.
-                "--oplog-max-entries", str(self.emb.get("oplog_max_entries", 1000)),
-                "--oplog-retention-seconds", str(self.emb.get("oplog_retention_seconds", 600))]
+        cmd = [self._binary(), "--host", str(self.emb["host"]), "--port", str(self.emb["port"]),
+               "--storage-path", str(self.storage), "--log-level", "WARNING"]
+        if not self.emb.get("oplog", False):
+            return cmd + ["--standalone"]  # no oplog: each write is stored once (config.defaults.yaml)
+        # a 100,000-entry oplog of full alerts (with cutouts) costs GBs of memory and disk: cap it
+        return cmd + ["--oplog-max-entries", str(self.emb.get("oplog_max_entries", 1000)),
+                      "--oplog-retention-seconds", str(self.emb.get("oplog_retention_seconds", 600))]
 
     def health(self, timeout: float = 2.0) -> tuple[bool, str]:
         from kowalski.db import ping

@@ -114,8 +114,13 @@ class KafkaService(Service):
         if (data / "meta.properties").exists():
             return
         cid_file = self.home / "cluster_id"
-        if not cid_file.exists():
-            cid_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+        if not cid_file.exists() or cid_file.read_text().strip().startswith("-"):
+            # Kafka's own Uuid.randomUuid() re-draws ids starting with "-": the storage tool would
+            # read one as an option ("--cluster-id: expected one argument"), 1 fresh start in 64
+            cid = "-"
+            while cid.startswith("-"):
+                cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cid_file.write_text(cid)
         res = subprocess.run(
             [java, "-Xmx256m", "-cp", f"{self.lib_dir}/*", "kafka.tools.StorageTool", "format",
              "-t", cid_file.read_text().strip(), "-c", str(props), "--ignore-formatted"],

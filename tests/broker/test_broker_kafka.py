@@ -16,12 +16,13 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from broker.consumer import AlertBroker
 from broker.produce import produce
 from kowalski import db
 from kowalski.config import load_config
+from tests.api.conftest import free_port
 from tests.conftest import ROOT, shared_data
 
 NIGHT = "alerts/kowalski/ztf_alerts/20231012"
@@ -47,8 +48,8 @@ def broker_config(config, topic):
 
 
 class BrokerThread:
-    def __init__(self, cfg, group):
-        self.broker = AlertBroker(cfg, ["ztf"], group_id=group, metrics_port=-1)
+    def __init__(self, cfg, group, metrics_port=-1):
+        self.broker = AlertBroker(cfg, ["ztf"], group_id=group, metrics_port=metrics_port)
         self.thread = threading.Thread(target=self.broker.run, daemon=True)
 
     def __enter__(self):
@@ -67,10 +68,22 @@ def counts(cfg):
             d[db.aux_collection(cfg, "ztf")].count_documents({}))
 
 
-def committed(cfg, group, topic):
+# what a group's coordinator answers while a fresh Kafka loads (or moves) __consumer_offsets
+COORDINATOR_BUSY = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                    KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError._TIMED_OUT}
+
+
+def committed(cfg, group, topic, attempts: int = 30) -> int:
+    """The group's committed offset on partition 0, asked again while the coordinator is busy."""
     c = Consumer({"bootstrap.servers": cfg["kafka"]["bootstrap_servers"], "group.id": group})
     try:
-        return c.committed([TopicPartition(topic, 0)], timeout=10)[0].offset
+        for attempt in range(attempts):
+            try:
+                return c.committed([TopicPartition(topic, 0)], timeout=10)[0].offset
+            except KafkaException as exc:
+                if exc.args[0].code() not in COORDINATOR_BUSY or attempt == attempts - 1:
+                    raise
+                time.sleep(1)
     finally:
         c.close()
 
@@ -130,12 +143,17 @@ def test_corrupt_message_goes_to_dlq_and_the_rest_is_stored(config, ztf_topic):
 
 
 def test_sigkill_mid_stream_then_restart_exact_counts(config, ztf_topic):
+    """SIGKILL (broker + Dask workers) while it consumes, restart: every alert stored exactly once.
+
+    Half the alerts are in Kafka when the broker is killed, the other half are produced while it is
+    down, so the crash always comes before the end of the stream (no race of the kill against the
+    broker finishing first)."""
     night = shared_data(NIGHT)
     cfg = broker_config(config, ztf_topic)
     servers = cfg["kafka"]["bootstrap_servers"]
-    replicate = 15  # 24 real + 360 synthetic copies = 384 alerts
+    replicate = 7  # per half: 24 real + 168 synthetic copies = 192 alerts; 384 in all
     produce(servers, ztf_topic, [night], replicate=replicate, progress=False)
-    total = 24 * (1 + replicate)
+    first = 24 * (1 + replicate)
     group = f"test-{uuid.uuid4().hex[:8]}"
     env = {**os.environ,
            "KOWALSKI_DATABASE__NAME": cfg["database"]["name"],
@@ -151,14 +169,19 @@ def test_sigkill_mid_stream_then_restart_exact_counts(config, ztf_topic):
 
     proc = start()
     try:
-        _wait(lambda: counts(cfg)[0] >= 40, what="some alerts stored before the crash")
+        _wait(lambda: counts(cfg)[0] >= 40, every=0.05, what="some alerts stored before the crash")
         os.killpg(proc.pid, signal.SIGKILL)  # the broker and its Dask workers, mid-stream
         proc.wait(30)
         stored_at_crash = counts(cfg)[0]
-        assert stored_at_crash < total, "the crash came too late to test anything"
+        # written while the broker is down: the first half again (copies 0..7: duplicates, as a replay
+        # would bring) and 192 new alerts (copies 8..15)
+        produce(servers, ztf_topic, [night], replicate=2 * replicate + 1, progress=False)
+        total = 24 * (2 * replicate + 2)  # distinct alerts: 384
+        assert stored_at_crash <= first < total
         proc = start()
         _wait(lambda: counts(cfg) == (total, total), timeout=600, what=f"{total} alerts after restart")
-        _wait(lambda: committed(cfg, group, ztf_topic) == total, what="all offsets committed")
+        _wait(lambda: committed(cfg, group, ztf_topic) == first + 24 * (2 * replicate + 2),
+              what="all offsets committed")
         proc.send_signal(signal.SIGTERM)  # clean shutdown
         assert proc.wait(120) == 0
     finally:
@@ -167,8 +190,7 @@ def test_sigkill_mid_stream_then_restart_exact_counts(config, ztf_topic):
     alerts = db.get_db(cfg)[db.alerts_collection(cfg, "ztf")]
     candids = [d["candid"] for d in alerts.find({}, {"candid": 1})]
     assert len(candids) == len(set(candids)) == total
-    synthetic = alerts.count_documents({"publisher": {"$regex": "^kowalski synthetic copy"}})
-    assert synthetic == 24 * replicate
+    assert alerts.count_documents({"publisher": {"$regex": "^kowalski synthetic copy"}}) == total - 24
     # no history point was duplicated by the replays either
     for aux in db.get_db(cfg)[db.aux_collection(cfg, "ztf")].find({}, {"prv_candidates": 1}):
         keys = [(p.get("candid"), p["jd"], p.get("fid")) for p in aux.get("prv_candidates", [])]
@@ -181,7 +203,21 @@ def test_pattern_with_digit_classes_picks_up_a_topic_created_later(config):
     topic = f"ztf_20231012_programid9{uuid.uuid4().int % 100000:05d}"
     cfg = broker_config(config, topic)
     cfg["surveys"]["ztf"]["topic_pattern"] = r"^ztf_\d{8}_programid9\d{5}$"
-    with BrokerThread(cfg, f"test-{uuid.uuid4().hex[:8]}"):
-        time.sleep(2)  # subscribed before the topic exists, as after a night rolls over
+    group = f"test-{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    with BrokerThread(cfg, group, metrics_port=port):
+        # subscribed before the topic exists, as after a night rolls over: the broker reports
+        # "running" (on /healthz, from its stats) once its consumer has subscribed
+        _wait(lambda: _healthz(port) == 200, every=0.1, what="the broker running (GET /healthz 200)")
         produce(cfg["kafka"]["bootstrap_servers"], topic, [night], progress=False)
-        _wait(lambda: counts(cfg)[0] >= 24, what="the new topic's alerts")
+        # this topic's offsets (older topics of the same pattern may hold the same alerts)
+        _wait(lambda: committed(cfg, group, topic) == 24, what="the new topic's 24 offsets committed")
+    assert counts(cfg) == (24, 24)
+
+
+def _healthz(port) -> int | None:
+    import requests
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code
+    except requests.RequestException:
+        return None

@@ -14,16 +14,11 @@ from broker.produce import produce
 from kowalski import db
 from kowalski.config import load_config
 from kowalski.services.database import DatabaseService
+from tests.api.conftest import free_port
 from tests.broker.test_broker_kafka import BrokerThread, _wait, broker_config, committed, counts
 from tests.conftest import ROOT, shared_data
 
 NIGHT = "alerts/kowalski/ztf_alerts/20231012"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_database_outage_pauses_then_resumes(services, tmp_path, ztf_topic):
@@ -44,6 +39,8 @@ def test_database_outage_pauses_then_resumes(services, tmp_path, ztf_topic):
         with BrokerThread(cfg, group) as broker:
             produce(servers, ztf_topic, files[:12], progress=False)
             _wait(lambda: counts(cfg)[0] == 12, what="12 alerts before the outage")
+            # stored, then filtered, then committed: the outage comes once all three are done
+            _wait(lambda: committed(cfg, group, ztf_topic) == 12, what="offset 12 committed before the outage")
             dbsvc.stop()  # the database goes away
             produce(servers, ztf_topic, files[12:], progress=False)
             _wait(lambda: broker.stats.state.startswith("paused"), what="the broker to pause")
@@ -89,3 +86,23 @@ def test_metrics_endpoint_and_stats_command(config, ztf_topic):
     down = subprocess.run([sys.executable, "-m", "kowalski.cli", "broker", "stats", "--metrics-port", str(port)],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert down.returncode == 2 and "broker not reachable" in down.stderr
+
+
+def test_a_taken_metrics_port_fails_the_start_before_anything_else(config, ztf_topic):
+    """The metrics server binds first: an operator sees the clash at once, not after Dask has started."""
+    from broker.consumer import AlertBroker
+
+    cfg = broker_config(config, ztf_topic)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        broker = AlertBroker(cfg, ["ztf"], group_id=f"test-{uuid.uuid4().hex[:8]}",
+                             metrics_port=taken.getsockname()[1])
+        try:
+            broker.run()
+        except OSError as exc:
+            assert "in use" in str(exc)
+        else:
+            raise AssertionError("the broker started on a taken metrics port")
+    assert broker.cluster is None and broker.consumer is None  # nothing was started
+    assert broker.stats.snapshot()["state"] == "stopped"

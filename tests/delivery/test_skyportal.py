@@ -1,5 +1,7 @@
 """SkyPortal delivery against the stand-in (tests/skyportal_standin.py), on the real 20231012
-alerts: SkyPortal down, then failing one endpoint, then up -> everything arrives once."""
+alerts: SkyPortal down, then failing one endpoint, then up -> everything arrives once.
+
+Each test has its own database (outbox) and its own stand-in, not started until the test says so."""
 
 from __future__ import annotations
 
@@ -12,20 +14,18 @@ import pytest
 from broker.delivery import Delivery
 from broker.delivery.skyportal import photometry
 from broker.filters.runner import FilterRunner
-from broker.pipeline import ingest_files
 from kowalski import db
 from tests.api.conftest import free_port
-from tests.conftest import shared_data
-from tests.delivery.test_filter_runner import LOOSE, NIGHT, add_filter
+from tests.delivery.test_filter_runner import LOOSE, add_filter
 from tests.skyportal_standin import SkyPortalStandIn
 
 GROUPS = {1: {"name": "Group One", "nickname": "one", "filters": [{"id": 1, "name": "loose"}]},
           2: {"name": "Group Two", "filters": [{"id": 6, "name": "saver"}]}}
 
 
-@pytest.fixture(scope="module")
-def setup(config):
-    assert ingest_files(config, "ztf", shared_data(NIGHT))["inserted"] == 24
+@pytest.fixture
+def setup(night):
+    config = night
     add_filter(config, 1, LOOSE)
     add_filter(config, 6, [{"$match": {"candidate.drb": {"$gt": 0.99}}},
                            {"$project": {"annotations.magpsf": "$candidate.magpsf", "candid": 1}}],
@@ -51,12 +51,15 @@ def test_down_then_failing_then_up_delivers_everything_once(setup):
     docs = list(outbox.find({}))
     assert len(docs) > 22 and all(d["pending"] == ["skyportal"] for d in docs)
 
-    # 1. SkyPortal is down: nothing is lost, everything backs off
-    res = Delivery(cfg, "ztf").run_once()
+    # 1. SkyPortal is down: nothing is lost, everything backs off (an hour: the next attempt cannot
+    #    come due while the test looks, however slow the machine)
+    down = Delivery(cfg, "ztf")
+    down.base = down.max = 3600
+    res = down.run_once()
     assert res["skyportal"] == {"delivered": 0, "failed": len(docs)}
     d = outbox.find_one({"filter_id": 1})
     assert d["attempts"]["skyportal"] == 1 and "ConnectionError" in d["last_error"]["skyportal"]
-    assert d["next_at"]["skyportal"] > dt.datetime.utcnow()
+    assert d["next_at"]["skyportal"] > dt.datetime.utcnow() + dt.timedelta(minutes=30)
     assert Delivery(cfg, "ztf").run_once()["skyportal"] == {"delivered": 0, "failed": 0}  # backing off
 
     # 2. SkyPortal is back but its thumbnail endpoint fails: the steps before it are done once
@@ -136,9 +139,10 @@ def test_refused_items_are_parked_after_max_attempts(setup):
     """A request SkyPortal refuses (here: a group it does not know) is retried, then parked with the
     reason once delivery.max_attempts is reached; it stays in the outbox, nothing else is affected."""
     cfg, sp = setup
-    if sp.server is None:
-        sp.start()
+    sp.start()
     outbox = db.filter_outbox(cfg, "ztf")
+    n = outbox.count_documents({})
+    assert Delivery(cfg, "ztf").run_once()["skyportal"] == {"delivered": n, "failed": 0}  # the good items
     doc = dict(outbox.find_one({"filter_id": 1}))
     doc.update({"_id": f"{doc['candid']}:99", "filter_id": 99, "group_id": 42, "pending": ["skyportal"],
                 "attempts": {"skyportal": 0}, "next_at": {"skyportal": dt.datetime(2000, 1, 1)}, "done": {}})
@@ -153,3 +157,7 @@ def test_refused_items_are_parked_after_max_attempts(setup):
     assert parked["pending"] == [] and parked["attempts"]["skyportal"] == 2 and "gave_up" in parked
     assert "Cannot find group with id 42" in parked["last_error"]["skyportal"]
     assert d.run_once()["skyportal"] == {"delivered": 0, "failed": 0}
+    assert outbox.count_documents({"pending": "skyportal"}) == 0 and outbox.count_documents({"gave_up": {
+        "$exists": True}}) == 1
+    assert sp.invalid == []  # refused by a SkyPortal check (an unknown group), not by a malformed request
+    assert all(c["body"]["filter_ids"] != [99] for c in sp.calls("POST", "/api/candidates"))

@@ -26,9 +26,12 @@ import sys
 import time
 from pathlib import Path
 
+from kowalski import sky
 from kowalski.bench import percentile
 
-SCENARIOS = ("find_objectid", "cone_2arcsec", "cone_60arcsec", "count", "aggregate", "cutout_png")
+SCENARIOS = ("find_objectid", "cone_2arcsec", "cone_60arcsec", "cone_2arcsec_catalog", "cone_60arcsec_catalog",
+             "count", "aggregate", "cutout_png")
+CATALOG = "bench_catalog"
 NO_CUTOUTS = {"_id": 0, "cutoutScience": 0, "cutoutTemplate": 0, "cutoutDifference": 0}
 
 
@@ -36,7 +39,16 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def load_archive(config, n: int, reload: bool) -> dict:
+def _ensure_catalog(config, sources: int) -> None:
+    """A synthetic catalog around the sample alerts, for the catalog cones (built once, kept)."""
+    from broker.stages.crossmatch import load_catalog_index
+    if load_catalog_index(config, CATALOG).count != sources:
+        from broker.catalogs import synth_catalog
+        _say(f"building {CATALOG} with {sources:,} sources (once) ...")
+        synth_catalog(config, CATALOG, sources, seed=3, progress=True)  # 2dsphere where queries use it
+
+
+def load_archive(config, n: int, reload: bool, catalog_sources: int = 100_000) -> dict:
     """Make the benchmark database hold n alerts; returns sample ids and positions to query."""
     from kowalski import db
     d = db.get_db(config)
@@ -55,7 +67,16 @@ def load_archive(config, n: int, reload: bool) -> dict:
             raise SystemExit(f"N must be at least {len(originals)} (the real sample alerts)")
         rng = random.Random(42)
         t0 = time.monotonic()
+        coll.drop_indexes()  # bulk path: documents first, indexes built once at the end
         k, done, batch, aux_batch, seen = 0, 0, [], [], set()
+
+        def flush():
+            hpx = sky.pixels([b["candidate"]["ra"] for b in batch], [b["candidate"]["dec"] for b in batch]).tolist()
+            for b, h in zip(batch, hpx):
+                b["coordinates"]["healpix"] = h
+            coll.insert_many(batch, ordered=False)
+            if aux_batch:
+                d["ZTF_alerts_aux"].insert_many(aux_batch, ordered=False)
         while done < remaining:
             k += 1
             for orig in originals:
@@ -70,8 +91,12 @@ def load_archive(config, n: int, reload: bool) -> dict:
                 ra = (ra0 + rng.uniform(-1, 1)) % 360.0
                 doc["candid"], doc["objectId"] = candid, oid
                 doc["publisher"] = f"kowalski synthetic copy of candid {orig['candid']}"
-                doc["candidate"] = {**orig["candidate"], "candid": candid, "ra": ra, "dec": dec}
+                # copy round k is k days later: the archive spans years, as a real one does, so a
+                # JD window holds one night's alerts, not two thirds of the archive
+                doc["candidate"] = {**orig["candidate"], "candid": candid, "ra": ra, "dec": dec,
+                                    "jd": orig["candidate"]["jd"] + k}
                 doc["coordinates"] = {**orig["coordinates"], "radec_geojson": {"type": "Point", "coordinates": [ra - 180.0, dec]}}
+                # (healpix: set per batch in flush)
                 batch.append(doc)
                 a = aux.get(orig["objectId"])
                 if a is not None and oid not in seen:
@@ -79,15 +104,17 @@ def load_archive(config, n: int, reload: bool) -> dict:
                     aux_batch.append({**a, "_id": oid})
                 done += 1
                 if len(batch) >= 500:
-                    coll.insert_many(batch, ordered=False)
-                    d["ZTF_alerts_aux"].insert_many(aux_batch, ordered=False)
+                    flush()
                     batch, aux_batch = [], []
                     rate = done / (time.monotonic() - t0)
                     _say(f"  {done + len(originals)}/{n} alerts ({rate:.0f}/s, ~{(remaining - done) / rate:.0f} s left)")
         if batch:
-            coll.insert_many(batch, ordered=False)
-            d["ZTF_alerts_aux"].insert_many(aux_batch, ordered=False)
-        _say(f"loaded {coll.estimated_document_count()} alerts in {time.monotonic() - t0:.0f} s")
+            flush()
+        t1 = time.monotonic()
+        db.ensure_survey(config, "ztf")
+        _say(f"loaded {coll.estimated_document_count()} alerts in {time.monotonic() - t0:.0f} s "
+             f"(indexes built after, in {time.monotonic() - t1:.0f} s)")
+    _ensure_catalog(config, catalog_sources)
     sample = list(coll.aggregate([{"$sample": {"size": 500}},
                                   {"$project": {"_id": 0, "candid": 1, "objectId": 1, "candidate.ra": 1,
                                                 "candidate.dec": 1, "candidate.jd": 1}}]))
@@ -108,10 +135,12 @@ def _bodies(scenario: str, a: dict) -> tuple[str, str, str | None]:
     if scenario == "find_objectid":
         q = {"query_type": "find", "query": {"catalog": "ZTF_alerts", "filter": {"objectId": a["objectId"]},
                                              "projection": NO_CUTOUTS}}
-    elif scenario in ("cone_2arcsec", "cone_60arcsec"):
+    elif scenario.startswith("cone"):
+        catalog = CATALOG if scenario.endswith("catalog") else "ZTF_alerts"
         q = {"query_type": "cone_search", "query": {"object_coordinates": {
-            "cone_search_radius": 2 if scenario == "cone_2arcsec" else 60, "cone_search_unit": "arcsec", "radec": radec},
-            "catalogs": {"ZTF_alerts": {"filter": {}, "projection": proj}}}}
+            "cone_search_radius": 2 if scenario.startswith("cone_2arcsec") else 60, "cone_search_unit": "arcsec",
+            "radec": radec}, "catalogs": {catalog: {"filter": {}, "projection": proj if catalog == "ZTF_alerts" else
+                                                    {"_id": 1, "mag": 1}}}}}
     elif scenario == "count":
         jd = a["candidate"]["jd"]
         q = {"query_type": "count_documents", "query": {"catalog": "ZTF_alerts",
@@ -172,9 +201,11 @@ async def _run_scenario(url: str, token: str, scenario: str, alerts: list, clien
             "db_ms": statistics.fmean(db_ms) if db_ms else float("nan")}
 
 
-def _direct_db(config, scenario: str, alerts: list, n: int = 60) -> float:
+def _direct_db(config, scenario: str, alerts: list, n: int = 60, pixels: bool = True) -> float:
     """p50 of the same database operation sent by one synchronous client (no API)."""
     import math
+
+    from api import cones
     from kowalski import db
     coll = db.get_db(config)["ZTF_alerts"]
     rng = random.Random(1)
@@ -182,14 +213,19 @@ def _direct_db(config, scenario: str, alerts: list, n: int = 60) -> float:
     for _ in range(n):
         a = rng.choice(alerts)
         ra, dec = a["candidate"]["ra"], a["candidate"]["dec"]
-        pub = {"candidate.programid": {"$in": [1]}}
+        pub = {"candidate.programid": 1}  # as the API restricts a public-only user
         t0 = time.perf_counter()
         if scenario == "find_objectid":
             list(coll.find({"objectId": a["objectId"], **pub}, NO_CUTOUTS))
         elif scenario.startswith("cone"):
-            r = (2 if scenario == "cone_2arcsec" else 60) * math.pi / 180 / 3600
-            list(coll.find({"coordinates.radec_geojson": {"$geoWithin": {"$centerSphere": [[ra - 180, dec], r]}}, **pub},
-                           {"_id": 0, "candid": 1, "objectId": 1, "candidate.jd": 1, "candidate.magpsf": 1}))
+            r = (2 if scenario.startswith("cone_2arcsec") else 60) * math.pi / 180 / 3600
+            target, cond = (db.get_db(config)[CATALOG], {}) if scenario.endswith("catalog") else (coll, pub)
+            if pixels:  # what the database does for the API's pixel path: the range queries, one by one
+                for c in cones.pixel_conditions(ra, dec, r):
+                    list(target.find({**c, **cond}, {"_id": 1, "coordinates.radec_geojson": 1}))
+            else:
+                list(target.find({"coordinates.radec_geojson": {"$geoWithin": {"$centerSphere": [[ra - 180, dec], r]}},
+                                  **cond}, {"_id": 1}))
         elif scenario == "count":
             jd = a["candidate"]["jd"]
             coll.count_documents({"candidate.jd": {"$gte": jd - 0.01, "$lt": jd + 0.01}, **pub})
@@ -209,48 +245,42 @@ def main(args) -> int:
     config = load_config(environ=env)
     from kowalski import db
     db.ensure_indexes(config)
-    info = load_archive(config, args.alerts, args.reload)
+    info = load_archive(config, args.alerts, args.reload, args.catalog_sources)
+    from api.cones import choose_mode
+    pixels = choose_mode(config, {ix["name"] for ix in db.get_db(config)["ZTF_alerts"].list_indexes()},
+                         "ZTF_alerts") == "healpix"
     alerts = info["alerts"]
-    port = args.port or _free_port()
     processes = args.processes or int(config["api"].get("processes", 2))
-    log_path = config.var_dir / "log" / "api-bench.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    # access lines would cost a write per request: benchmark at WARNING
-    proc = subprocess.Popen([sys.executable, "-m", "kowalski.cli", "--log-level", "WARNING", "api", "--port", str(port),
-                             "--processes", str(processes)], env=env, stdout=open(log_path, "ab"),
-                            stderr=subprocess.STDOUT, start_new_session=True, cwd=str(config.root))
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_api(config, env, processes, args.port)
     try:
-        import requests
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(url + "/", timeout=1).status_code == 401:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit(f"the API did not start; see {log_path}")
-            time.sleep(0.2)
-        s = requests.Session()
-        admin = s.post(url + "/api/auth", json={"username": config["admin"]["username"],
-                                                 "password": str(config["admin"]["password"])}).json()["token"]
-        s.post(url + "/api/users", json={"username": "bench", "password": "bench"}, headers={"Authorization": admin})
-        token = s.post(url + "/api/auth", json={"username": "bench", "password": "bench"}).json()["token"]
+        _, token = bench_tokens(config, url)
         n_alerts = db.get_db(config)["ZTF_alerts"].estimated_document_count()
-        _say(f"\nAPI benchmark: {n_alerts} archived alerts, {args.clients} concurrent clients, {processes} API processes, "
-             f"{args.requests} requests per scenario, user with public rights (programid 1)\n")
-        head = (f"{'scenario':15s} {'req/s':>7s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s} "
-                f"{'server ms':>10s} {'db wait ms':>10s} {'direct db p50':>14s} {'errors':>6s}")
-        _say(head)
-        _say("-" * len(head))
+        coll = db.get_db(config)["ZTF_alerts"]
+        window = statistics.fmean(coll.count_documents({"candidate.jd": {"$gte": a["candidate"]["jd"] - 0.01,
+                                                                          "$lt": a["candidate"]["jd"] + 0.01}})
+                                  for a in alerts[:10])
+        _say(f"\nAPI benchmark: {n_alerts} archived alerts, {processes} API processes, user with public rights "
+             f"(programid 1); cones through {'HEALPix ranges' if pixels else '$geoWithin'}; catalog {CATALOG} of "
+             f"{args.catalog_sources:,} sources; a count's ±0.01 d JD window holds {window:.0f} alerts on average")
         rows = []
-        for scenario in SCENARIOS:
-            r = asyncio.run(_run_scenario(url, token, scenario, alerts, args.clients, args.requests))
-            r["direct_db_p50"] = _direct_db(config, scenario, alerts)
-            rows.append(r)
-            _say(f"{scenario:15s} {r['rps']:7.1f} {r['p50']:8.1f} {r['p95']:8.1f} {r['p99']:8.1f} "
-                 f"{r['server_ms']:10.1f} {r['db_ms']:10.1f} {r['direct_db_p50']:14.1f} {r['errors']:6d}")
+        direct: dict = {}
+        for clients, n_req in ((1, max(20, args.requests // 4)), (args.clients, args.requests)):
+            _say(f"\n{clients} client(s), {n_req} requests per scenario")
+            head = (f"{'scenario':22s} {'req/s':>7s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s} "
+                    f"{'server ms':>10s} {'db wait ms':>10s} {'direct db p50':>14s} {'errors':>6s}")
+            _say(head)
+            _say("-" * len(head))
+            for scenario in SCENARIOS:
+                r = asyncio.run(_run_scenario(url, token, scenario, alerts, clients, n_req))
+                if scenario not in direct:
+                    direct[scenario] = {"direct_db_p50": _direct_db(config, scenario, alerts, pixels=pixels)}
+                    if scenario.startswith("cone") and pixels and getattr(args, "compare_geowithin", False):  # what pixels save
+                        direct[scenario]["geowithin_p50"] = _direct_db(config, scenario, alerts, n=5, pixels=False)
+                r.update(direct[scenario], clients=clients)
+                rows.append(r)
+                _say(f"{scenario:22s} {r['rps']:7.1f} {r['p50']:8.1f} {r['p95']:8.1f} {r['p99']:8.1f} "
+                     f"{r['server_ms']:10.1f} {r['db_ms']:10.1f} {r['direct_db_p50']:14.1f} {r['errors']:6d}"
+                     + (f"   ($geoWithin directly: p50 {r['geowithin_p50']:.0f} ms)" if "geowithin_p50" in r else ""))
         _say("\nserver ms: mean time in the API process per request (Server-Timing); db wait ms: the part of it "
              "spent awaiting the database;\ndirect db p50: the same database operation sent by one synchronous "
              "client, without the API.")
@@ -258,9 +288,47 @@ def main(args) -> int:
             Path(args.json).write_text(json.dumps({"alerts": n_alerts, "clients": args.clients, "processes": processes,
                                                    "rows": rows}, indent=2))
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_api(proc)
     return 0
+
+
+def start_api(config, env: dict, processes: int, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """``kowalski api`` on a free port against the benchmark database, logging at WARNING (an access
+    line per request would cost a write each); returns once it answers."""
+    import requests
+    port = port or _free_port()
+    log_path = config.var_dir / "log" / "api-bench.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([sys.executable, "-m", "kowalski.cli", "--log-level", "WARNING", "api", "--port", str(port),
+                             "--processes", str(processes)], env=env, stdout=open(log_path, "ab"),
+                            stderr=subprocess.STDOUT, start_new_session=True, cwd=str(config.root))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(url + "/", timeout=1).status_code == 401:
+                return proc, url
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            stop_api(proc)
+            raise SystemExit(f"the API did not start; see {log_path}")
+        time.sleep(0.2)
+
+
+def stop_api(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def bench_tokens(config, url: str) -> tuple[str, str]:
+    """(admin token, token of the user ``bench`` with public rights only)."""
+    import requests
+    s = requests.Session()
+    admin = s.post(url + "/api/auth", json={"username": config["admin"]["username"],
+                                             "password": str(config["admin"]["password"])}).json()["token"]
+    s.post(url + "/api/users", json={"username": "bench", "password": "bench"}, headers={"Authorization": admin})
+    return admin, s.post(url + "/api/auth", json={"username": "bench", "password": "bench"}).json()["token"]

@@ -1,0 +1,3 @@
+from dashboards.pages.alerts import page
+
+page().servable(title="Kowalski · alerts")

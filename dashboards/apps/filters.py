@@ -1,0 +1,3 @@
+from dashboards.pages.filters import page
+
+page().servable(title="Kowalski · filters")

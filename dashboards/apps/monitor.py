@@ -1,0 +1,3 @@
+from dashboards.pages.monitor import page
+
+page().servable(title="Kowalski · broker")

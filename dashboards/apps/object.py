@@ -1,0 +1,3 @@
+from dashboards.pages.object import page
+
+page().servable(title="Kowalski · object")

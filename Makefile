@@ -4,7 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up down status test install clean-var
+.PHONY: up down status test install hub-deps test-deps clean-var
+
+# JupyterHub's proxy (npm) and the browser of the hub's browser test (Debian's chromium; Playwright
+# never downloads one). Versions as in ../shared/reference/local-services.md.
+CHP      := var/lib/chp/node_modules/.bin/configurable-http-proxy
+CHROMIUM := /usr/bin/chromium
 
 $(STAMP): pyproject.toml
 	@command -v java >/dev/null || { echo "error: Java not found: install a JDK >= 17 (apt-get install -y openjdk-17-jre-headless)"; exit 1; }
@@ -16,7 +21,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-up: $(STAMP)
+$(CHP):
+	@command -v npm >/dev/null || { echo "error: npm not found: install Node.js and npm (apt-get install -y nodejs npm)"; exit 1; }
+	npm install --silent --no-fund --no-audit --prefix var/lib/chp configurable-http-proxy@5.3.0
+
+hub-deps: $(CHP)
+
+$(CHROMIUM):
+	@[ "$$(id -u)" = 0 ] || { echo "error: chromium not found: install it (sudo apt-get install -y chromium)"; exit 1; }
+	apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }
+
+test-deps: $(STAMP) $(CHP) $(CHROMIUM)
+
+up: $(STAMP) $(CHP)
 	$(BIN)/kowalski up
 
 down:
@@ -25,7 +42,7 @@ down:
 status: $(STAMP)
 	$(BIN)/kowalski status
 
-test: $(STAMP)
+test: test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean-var: down

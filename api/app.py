@@ -116,6 +116,7 @@ def run(config: Config, host: str | None = None, port: int | None = None, proces
     port = int(port if port is not None else config["api"]["port"])
     processes = int(processes or config["api"].get("processes", 1) or 1)
     t0 = time.monotonic()
+    kdb.ensure_system(config)  # unique usernames and filter ids, whoever created this database
     what = ensure_admin(config)
     log.info("admin user %r: %s", config["admin"]["username"], what)
     kdb.close_all()  # no sync client may cross a fork

@@ -193,6 +193,22 @@ class BaseHandler(tornado.web.RequestHandler):
             msg = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
             raise APIError(400, f"malformed JSON body: {msg}") from None
 
+    def page_args(self) -> tuple[int, int]:
+        """``?offset=&limit=`` as JupyterHub's API pages lists: limit defaults to and is capped at
+        ``api.page_max_limit``."""
+        cap = int(self.config["api"].get("page_max_limit", 200))
+        out = []
+        for name, default in (("offset", 0), ("limit", cap)):
+            raw = self.get_query_argument(name, None)
+            try:
+                value = default if raw is None else int(raw)
+            except ValueError:
+                raise APIError(400, f"{name} must be an integer, not {raw!r}") from None
+            if value < (0 if name == "offset" else 1):
+                raise APIError(400, f"{name} must be >= {0 if name == 'offset' else 1}")
+            out.append(value)
+        return out[0], min(out[1], cap)
+
     def json_object(self, required: bool = True) -> dict:
         body = self.json_body(required)
         if not isinstance(body, dict):

@@ -83,6 +83,10 @@ QUERY_EXAMPLES = {
         "kwargs": {"limit": 1}},
     "info": {"query_type": "info", "query": {"command": "catalog_names"}},
     "drop": {"query_type": "drop", "query": {"catalog": "my_scratch_collection"}},
+    "skymap": {"query_type": "skymap", "query": {
+        "skymap": {"dateobs": "2017-08-17T12:41:04.4", "localization_name": "GW170817.multiorder.fits", "contour": 90},
+        "catalog": "ZTF_alerts", "filter": {"candidate.drb": {"$gt": 0.5}}, "time_window_days": [0, 3],
+        "projection": {"_id": 0, "candid": 1, "objectId": 1}}, "kwargs": {"limit": 100}},
 }
 
 
@@ -140,9 +144,23 @@ def _schemas() -> dict:
             "distance_units": {"type": "string", "enum": list(ANGULAR_UNITS), "default": "rad"}},
             ["radec", "catalogs"]),
         "DropQuery": q("drop", {"catalog": catalog}, ["catalog"]),
+        "SkymapQuery": q("skymap", {
+            "skymap": {"type": "object", "required": ["localization_name"], "properties": {
+                "localization_name": {"type": "string", "minLength": 1},
+                "dateobs": {"type": "string", "description": "YYYY-MM-DDTHH:MM:SS[.ffffff]"},
+                "trigger_id": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                "triggerid": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                "aliases": {"type": "array", "items": {"type": "string"}},
+                "contour": {"type": "integer", "minimum": 1, "maximum": 100, "default": 90}},
+                "description": "the stored skymap (one of dateobs, trigger_id, aliases) and its credible level"},
+            "catalog": catalog, "filter": obj_or_text, "projection": obj_or_text,
+            "time_window_days": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "number"},
+                                 "description": "[from, to] days relative to the skymap's dateobs, on jd_field"},
+            "jd_field": {"type": "string", "minLength": 1, "default": "candidate.jd"}},
+            ["skymap", "catalog"]),
         "Query": {"oneOf": [_ref(n) for n in (
             "FindQuery", "FindOneQuery", "CountDocumentsQuery", "EstimatedDocumentCountQuery", "AggregateQuery",
-            "InfoQuery", "ConeSearchQuery", "NearQuery", "DropQuery")],
+            "InfoQuery", "ConeSearchQuery", "NearQuery", "DropQuery", "SkymapQuery")],
             "discriminator": {"propertyName": "query_type"}},
         "Labels": {"type": "object", "minProperties": 1, "additionalProperties": {"type": "object", "properties": {
             "human_labels": {"oneOf": [{"type": "object", "additionalProperties": {"type": "number"}},
@@ -166,7 +184,8 @@ def _inline(node: Any, schemas: dict) -> Any:
 
 QUERY_SCHEMA_NAMES = {"find": "FindQuery", "find_one": "FindOneQuery", "count_documents": "CountDocumentsQuery",
                       "estimated_document_count": "EstimatedDocumentCountQuery", "aggregate": "AggregateQuery",
-                      "info": "InfoQuery", "cone_search": "ConeSearchQuery", "near": "NearQuery", "drop": "DropQuery"}
+                      "info": "InfoQuery", "cone_search": "ConeSearchQuery", "near": "NearQuery", "drop": "DropQuery",
+                      "skymap": "SkymapQuery"}
 
 
 def query_schema(query_type: str) -> dict:
@@ -207,7 +226,13 @@ def _filter_paths() -> dict:
         "/api/filters": {
             "get": {"summary": "The filters of your groups (admin: all)", "operationId": "list_filters",
                     "tags": ["filters"], "security": AUTH,
-                    "responses": _responses(_success("Filters", {"type": "array", "items": filter_doc}), "401")},
+                    "description": ("Paged as JupyterHub's API pages lists: `offset` and `limit` (default and "
+                                    "maximum `api.page_max_limit`, 200); `_pagination` gives offset, limit, total "
+                                    "and the next page (null on the last)."),
+                    "parameters": [
+                        {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}}],
+                    "responses": _responses(_success("Filters", {"type": "array", "items": filter_doc}), "400", "401")},
             "post": {"summary": "Save a filter version (creates the filter on its first version)",
                      "operationId": "save_filter", "tags": ["filters"], "security": AUTH,
                      "description": ("The pipeline is compiled by the broker's filter engine (unsupported operators "
@@ -246,7 +271,9 @@ def _filter_paths() -> dict:
                      "operationId": "test_filter", "tags": ["filters"], "security": AUTH,
                      "description": ("The last version unless filter_version is given. Without object_ids the "
                                      "range is at most one day. `data`: the pipeline outputs; `summary`: alerts, "
-                                     "passed, rate, errors, seconds."),
+                                     "passed, rate, errors, seconds, and stage_counts: the alerts with documents "
+                                     "remaining after stages 1..n (each the pass count of that prefix alone; "
+                                     "the last is passed)."),
                      "requestBody": {"required": True, **_json({"type": "object", "properties": nullable({
                          "filter_version": {"type": "string"},
                          "object_ids": {"type": "array", "maxItems": 1000, "items": {"type": "string"}},
@@ -260,7 +287,7 @@ def _filter_paths() -> dict:
         "/api/users/{username}/groups": {
             "parameters": [{"name": "username", "in": "path", "required": True,
                             "schema": {"type": "string", "minLength": 1}}],
-            "get": {"summary": "The groups of a user (admin)", "operationId": "get_user_groups", "tags": ["users"],
+            "get": {"summary": "The groups of a user (your own, or any for the admin)", "operationId": "get_user_groups", "tags": ["users"],
                     "security": AUTH, "responses": _responses(_success("Groups"), "401", "403")},
             "put": {"summary": "Set the groups of a user, whose filters they may manage (admin)",
                     "operationId": "set_user_groups", "tags": ["users"], "security": AUTH,
@@ -268,6 +295,71 @@ def _filter_paths() -> dict:
                                                                 "additionalProperties": False, "properties": {
                         "groups": {"type": "array", "items": {"type": "integer", "minimum": 1}}}}, {"groups": [1]})},
                     "responses": _responses(_success("Set"), "401", "403")}},
+    }
+
+
+def _skymap_paths() -> dict:
+    """/api/skymap and /api/skymaps (handlers/skymap.py)."""
+    number = {"type": "number"}
+    skymap = {"type": "object", "description": (
+        "one of {localization_name, uniq, probdensity} (multi-order map), {localization_name, content} (base64 FITS), "
+        "{url} (fetched by the server), {ra, dec, error} (Gaussian error circle, degrees), {localization_name, "
+        "polygon: [[ra, dec], ...]}, {localization_name, ra, dec, amaj, amin, phi} (ellipse, uniform)"),
+        "properties": {"localization_name": {"type": "string"}, "uniq": {"type": "array", "items": {"type": "integer"}},
+                       "probdensity": {"type": "array", "items": number}, "content": {"type": "string"},
+                       "url": {"type": "string"}, "ra": number, "dec": number, "error": number, "amaj": number,
+                       "amin": number, "phi": number, "polygon": {"type": "array", "items": {"type": "array", "items": number}}}}
+    levels = {"description": "credible levels in percent: 90, [90, 95] or \"90,95\" (default [90])",
+              "anyOf": [number, {"type": "array", "items": number}, {"type": "string"}]}
+    put_body = {"type": "object", "description": "null values count as absent", "properties": {
+        k: {**v, "nullable": True} for k, v in {
+            "dateobs": {"anyOf": [{"type": "string"}, {"type": "object"}],
+                        "description": "YYYY-MM-DDTHH:MM:SS[.ffffff] (UTC) or {$date}; else from the VOEvent or FITS"},
+            "triggerid": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+            "aliases": {"anyOf": [{"type": "string"}, {"type": "array", "items": {
+                "anyOf": [{"type": "string"}, {"type": "integer"}]}}], "description": "e.g. LVC#S170817a; numbers become strings"},
+            "voevent": {"type": "string"}, "skymap": skymap, "contours": levels}.items()}}
+    stored = {"type": "object", "required": ["dateobs", "localization_name", "contours"], "properties": {
+        "dateobs": {"type": "string"}, "localization_name": {"type": "string"},
+        "contours": {"type": "array", "items": {"type": "integer"}}}}
+    ok_or_error = {"description": "Success, or an error with HTTP 200 (as Kowalski answers GET/DELETE errors)",
+                   **_json({"type": "object", "required": ["status"], "properties": {
+                       "status": {"type": "string", "enum": ["success", "error"]}, "message": {"type": "string"},
+                       "data": {"type": "object"}}})}
+    sel = {"type": "string", "description": "empty counts as absent"}
+    return {
+        "/api/skymap": {
+            "put": {"summary": "Store a skymap's credible regions (contours and MOCs), or add levels",
+                    "operationId": "put_skymap", "tags": ["skymaps"], "security": AUTH,
+                    "requestBody": {"required": True, **_json(put_body, {
+                        "dateobs": "2023-06-23T15:42:26", "skymap": {"ra": 90, "dec": 30, "error": 10}, "contours": [90]})},
+                    "responses": {**_responses(_success("Added or updated", stored), "401"),
+                                  "409": {"description": "Every level asked for is stored already", **_json({
+                                      "type": "object", "required": ["status", "message", "data"], "properties": {
+                                          "status": {"type": "string", "enum": ["already_exists"]},
+                                          "message": {"type": "string"}, "data": stored}})}}},
+            "get": {"summary": "A stored skymap (contours; region MOCs with moc=true)", "operationId": "get_skymap",
+                    "tags": ["skymaps"], "security": AUTH,
+                    "parameters": [{"name": n, "in": "query", "schema": sel} for n in (
+                        "dateobs", "triggerid", "alias", "localization_name", "contours")]
+                    + [{"name": "moc", "in": "query", "schema": {
+                        "type": "string", "description": "true (or 1, yes) adds each region's MOC (depth-29 ranges)"}}],
+                    "responses": {"200": ok_or_error, **{c: {"description": ERRORS[c], **_json(_ref("Error"))}
+                                                         for c in ("400", "401")}}},
+            "delete": {"summary": "Remove a skymap", "operationId": "delete_skymap", "tags": ["skymaps"], "security": AUTH,
+                       "requestBody": {"required": True, **_json({"type": "object", "description": (
+                           "dateobs, triggerid or alias, and localization_name; a missing or wrong one is answered "
+                           "with an error and HTTP 200, as Kowalski does"), "properties": {
+                           "dateobs": {}, "triggerid": {}, "alias": {}, "localization_name": {}}},
+                           {"dateobs": "2023-06-23T15:42:26", "localization_name": "90.00000_30.00000_10.00000"})},
+                       "responses": {"200": ok_or_error, **{c: {"description": ERRORS[c], **_json(_ref("Error"))}
+                                                            for c in ("400", "401", "413")}}}},
+        "/api/skymaps": {"get": {
+            "summary": "The stored skymaps, newest event first", "operationId": "list_skymaps", "tags": ["skymaps"],
+            "security": AUTH, "parameters": [
+                {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}}],
+            "responses": _responses(_success("Skymaps", {"type": "array", "items": {"type": "object"}}), "401")}},
     }
 
 
@@ -365,6 +457,7 @@ def build_spec(config) -> dict:
                     "candid": {"type": "integer"}, "objectId": {"type": "string", "nullable": True},
                     "human_labels": {"type": "object"}, "ml_scores": {"type": "object"}}}), "401", "404")}},
             **_filter_paths(),
+            **_skymap_paths(),
             "/docs/api/openapi.json": {"get": {
                 "summary": "This description", "operationId": "openapi", "tags": ["docs"], "security": [],
                 "responses": {"200": {"description": "OpenAPI 3", **_json({"type": "object"})}}}},

@@ -82,7 +82,7 @@ def cmd_catalog(args) -> int:
     try:
         if args.catalog_action == "load":
             res = load_catalog(config, args.file, args.name, ra_col=args.ra_col, dec_col=args.dec_col,
-                               id_col=args.id_col, progress=not args.quiet, geo_index=not args.no_geo_index)
+                               id_col=args.id_col, progress=not args.quiet, geo_index=False if args.no_geo_index else None)
         elif args.catalog_action == "cache":
             from broker.stages.crossmatch import build_cache, cache_path, collection_uuid
 
@@ -101,7 +101,7 @@ def cmd_catalog(args) -> int:
                 except (ValueError, AssertionError):
                     _fail("--around takes RA,DEC in degrees (0 <= RA < 360, -90 <= DEC <= 90)")
             res = synth_catalog(config, args.name, args.sources, centres=centres, density_per_deg2=args.density,
-                                seed=args.seed, progress=not args.quiet, geo_index=not args.no_geo_index)
+                                seed=args.seed, progress=not args.quiet, geo_index=False if args.no_geo_index else None)
     except CatalogError as exc:
         _fail(str(exc))
     print(json.dumps(res))

@@ -76,11 +76,14 @@ def radec_geojson(ra_deg: float, dec_deg: float) -> dict:
 
 
 def position_documents(ra, dec) -> list[dict]:
-    """The `coordinates` sub-documents of catalog entries (vectorised over positions)."""
+    """The `coordinates` sub-documents of catalog entries (vectorised over positions), with the
+    HEALPix pixel id cone searches use (kowalski.sky)."""
+    from kowalski.sky import pixels
+
     ra = np.atleast_1d(np.asarray(ra, dtype=float))
     dec = np.atleast_1d(np.asarray(dec, dtype=float))
-    return [{"radec_str": s, "radec_geojson": radec_geojson(r, d)}
-            for s, r, d in zip(radec_strings(ra, dec), ra.tolist(), dec.tolist())]
+    return [{"radec_str": s, "radec_geojson": radec_geojson(r, d), "healpix": h}
+            for s, r, d, h in zip(radec_strings(ra, dec), ra.tolist(), dec.tolist(), pixels(ra, dec).tolist())]
 
 
 def valid_radec(ra, dec) -> np.ndarray:

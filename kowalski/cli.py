@@ -20,7 +20,7 @@ from kowalski.config import ConfigError, get_config, get_path, redact
 from kowalski.errors import CLIError
 from kowalski.services import ServiceError, all_services, get_service
 
-COMMAND_MODULES: list[str] = ["broker.cli", "broker.bench", "api.cli", "broker.filters.cli", "broker.filters.bench"]  # modules with register(subparsers)
+COMMAND_MODULES: list[str] = ["kowalski.db_cli", "kowalski.skymap_cli", "broker.cli", "broker.bench", "broker.soak", "api.cli", "broker.filters.cli", "broker.filters.bench", "hub.bench"]  # modules with register(subparsers)
 
 
 def setup_logging(level: str | None = None) -> None:
@@ -68,6 +68,7 @@ def _print_access(config) -> None:
     print(f"  Kafka:     {config['kafka']['bootstrap_servers']}")
     print(f"  Database:  {redact({'uri': config['database']['uri']})['uri']} (db '{config['database']['name']}')")
     print(f"  API:       {config['api']['url']}")
+    print(f"  Hub:       {config['hub']['url']}  (JupyterHub: log in with a Kowalski user)")
     print(f"  Log in as '{config['admin']['username']}'; password: `kowalski config get admin.password --reveal`")
     print(f"  Logs:      kowalski logs [SERVICE]     state: {config.var_dir}")
 
@@ -182,6 +183,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exception as exc:
         from pymongo.errors import PyMongoError
+
+        from kowalski.db import DuplicateIdsError
+        if isinstance(exc, DuplicateIdsError):
+            print(f"kowalski: error: {exc}", file=sys.stderr)
+            return 1
         if isinstance(exc, PyMongoError):
             print(f"kowalski: error: database: {str(exc).split(',')[0][:200]}; check database.uri and `kowalski status`",
                   file=sys.stderr)

@@ -21,10 +21,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "KOWALSKI_"
 ENV_ALIASES = {"KOWALSKI_MONGODB_URI": "database.uri"}
 # Environment variables that configure the tooling itself, not config keys.
-ENV_IGNORED = {"KOWALSKI_CONFIG", "KOWALSKI_ROOT", "KOWALSKI_LOG_LEVEL"}
+ENV_IGNORED = {"KOWALSKI_CONFIG", "KOWALSKI_ROOT", "KOWALSKI_LOG_LEVEL",
+               "KOWALSKI_URL", "KOWALSKI_TOKEN"}  # the last two: kowalski.client's, in users' servers
 ENV_IGNORED_PREFIXES = ("KOWALSKI_TEST_",)  # test-suite switches
 SECRET_KEY_PATTERN = re.compile(r"(password|secret|token|api_key|private)", re.I)
-GENERATED_SECRETS = ("admin.password", "secrets.jwt_secret_key")
+GENERATED_SECRETS = ("admin.password", "secrets.jwt_secret_key", "secrets.hub_cookie_secret",
+                     "secrets.hub_crypt_key", "secrets.hub_gateway_token")
 
 
 class ConfigError(Exception):

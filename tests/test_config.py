@@ -1,6 +1,5 @@
 """Config layering: defaults < config.yaml < environment; generated secrets; redaction; CLI."""
 
-import os
 import subprocess
 import sys
 
@@ -8,10 +7,11 @@ import pytest
 import yaml
 
 from kowalski.config import ConfigError, load_config
-from tests.conftest import ROOT
+from tests.conftest import ROOT, isolated_environ
 
 
 def _root(tmp_path, local: dict | None = None):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "config.defaults.yaml").write_text((ROOT / "config.defaults.yaml").read_text())
     if local is not None:
         (tmp_path / "config.yaml").write_text(yaml.safe_dump(local))
@@ -67,13 +67,17 @@ def test_generated_secrets_persist_and_are_redacted(tmp_path):
     assert d.redacted()["database"]["uri"] == "mongodb://u:********@h:1/"
 
 
-def _cli(*args, env=None):
+def _cli(*args, env):
     return subprocess.run([sys.executable, "-m", "kowalski.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, cwd=ROOT)
+                          env=env, cwd=ROOT)
 
 
 def test_cli_config_get(tmp_path):
-    env = {"KOWALSKI_PATHS__VAR": str(tmp_path / "var"), "KOWALSKI_DATABASE__NAME": "cli_db"}
+    """The CLI on a project root of the test's own (config.defaults.yaml only), with no KOWALSKI_*
+    variable from the developer's environment: what it prints comes from the defaults and from here."""
+    root = _root(tmp_path / "root")
+    env = isolated_environ(tmp_path, KOWALSKI_ROOT=str(root), KOWALSKI_PATHS__VAR=str(tmp_path / "var"),
+                           KOWALSKI_DATABASE__NAME="cli_db")
     r = _cli("config", "get", "database.name", env=env)
     assert r.returncode == 0 and r.stdout.strip() == "cli_db"
     hidden = _cli("config", "get", "admin.password", env=env)
@@ -83,6 +87,7 @@ def test_cli_config_get(tmp_path):
     assert shown.stdout.strip() == stored["admin.password"]
     full = _cli("config", env=env)
     assert full.returncode == 0 and stored["admin.password"] not in full.stdout
-    assert yaml.safe_load(full.stdout)["kafka"]["bootstrap_servers"] == "127.0.0.1:9092"
+    defaults = yaml.safe_load((ROOT / "config.defaults.yaml").read_text())
+    assert yaml.safe_load(full.stdout)["kafka"]["bootstrap_servers"] == defaults["kafka"]["bootstrap_servers"]
     bad = _cli("config", "get", "no.such.key", env=env)
     assert bad.returncode == 2 and bad.stderr.strip() == "kowalski: error: no config key 'no.such.key'"

@@ -10,24 +10,47 @@ import pytest
 
 from kowalski.config import load_config
 from kowalski.services import all_services
-from tests.conftest import ROOT
+from tests.conftest import ROOT, isolated_environ
 
 pytestmark = pytest.mark.slow
 
 
+def _free_ports(n: int) -> list[int]:
+    """n distinct ports free on 127.0.0.1 now (bound together, then released for the services)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def _env(var: Path, **extra) -> dict:
-    env = dict(os.environ)
+    """The environment of a private instance: its own var/ and free ports, nothing from the developer's."""
+    kafka, controller, database, metrics, api, hub, hub_api, proxy_api, gateway, gateway_tcp, dash = _free_ports(11)
+    env = isolated_environ(var.parent)
     env.update({
         "KOWALSKI_PATHS__VAR": str(var),
-        "KOWALSKI_KAFKA__EMBEDDED__PORT": "29092",
-        "KOWALSKI_KAFKA__EMBEDDED__CONTROLLER_PORT": "29093",
-        "KOWALSKI_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:29092",
+        "KOWALSKI_KAFKA__EMBEDDED__PORT": str(kafka),
+        "KOWALSKI_KAFKA__EMBEDDED__CONTROLLER_PORT": str(controller),
+        "KOWALSKI_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka}",
         "KOWALSKI_KAFKA__EMBEDDED__LIB_DIR": str(ROOT / "var" / "lib" / "kafka"),  # reuse fetched jars
-        "KOWALSKI_DATABASE__EMBEDDED__PORT": "27117",
-        "KOWALSKI_MONGODB_URI": "mongodb://127.0.0.1:27117/",
-        "KOWALSKI_BROKER__METRICS__PORT": "29108",
-        "KOWALSKI_API__PORT": "24000",
-        "KOWALSKI_API__URL": "http://127.0.0.1:24000",
+        "KOWALSKI_DATABASE__EMBEDDED__PORT": str(database),
+        "KOWALSKI_MONGODB_URI": f"mongodb://127.0.0.1:{database}/",
+        "KOWALSKI_BROKER__METRICS__PORT": str(metrics),
+        "KOWALSKI_API__PORT": str(api),
+        "KOWALSKI_API__URL": f"http://127.0.0.1:{api}",
+        "KOWALSKI_HUB__PORT": str(hub),
+        "KOWALSKI_HUB__URL": f"http://127.0.0.1:{hub}",
+        "KOWALSKI_HUB__HUB_PORT": str(hub_api),
+        "KOWALSKI_HUB__PROXY_API_PORT": str(proxy_api),
+        "KOWALSKI_HUB__GATEWAY__PORT": str(gateway),
+        "KOWALSKI_HUB__GATEWAY__TCP_PORT": str(gateway_tcp),
+        "KOWALSKI_HUB__DASHBOARDS__PORT": str(dash),  # the Panel server the hub starts (default 8003)
     })
     env.update(extra)
     return env
@@ -82,7 +105,11 @@ def test_up_twice_status_down(instance):
     logs = kowalski("logs", "kafka", env=env)
     assert logs.returncode == 0 and "starting:" in logs.stdout
     down = kowalski("down", env=env)
-    assert down.returncode == 0 and down.stdout.count("stopped") == n_services
+    said = dict(line.split(None, 1) for line in down.stdout.splitlines())
+    assert down.returncode == 0 and len(said) == n_services, down.stdout
+    # the hub runs the dashboards: stopping them (first, in reverse start order) stopped it
+    assert all(v.strip() == "stopped" for k, v in said.items() if k != "hub"), down.stdout
+    assert said["hub"].strip() in ("stopped", "not running"), down.stdout
     assert processes_mentioning(str(var)) == []  # incl. Dask workers of the broker
     st = kowalski("status", env=env)
     assert st.returncode == 3 and st.stdout.count("stopped") == n_services
@@ -90,13 +117,14 @@ def test_up_twice_status_down(instance):
 
 def test_port_taken_is_one_clear_line(instance):
     var, env = instance
+    port = int(env["KOWALSKI_KAFKA__EMBEDDED__PORT"])
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", 29092))
+        s.bind(("127.0.0.1", port))
         s.listen()
         r = kowalski("up", "kafka", env=env)
     assert r.returncode == 1
-    assert r.stderr.strip().splitlines()[-1].startswith("kowalski: error: kafka: port 127.0.0.1:29092 is already in use")
+    assert r.stderr.strip().splitlines()[-1].startswith(f"kowalski: error: kafka: port 127.0.0.1:{port} is already in use")
     assert "Traceback" not in r.stderr
     assert processes_mentioning(str(var)) == []
 
@@ -132,3 +160,24 @@ def test_java_missing(instance, tmp_path):
     r = kowalski("up", "kafka", env=env)
     assert r.returncode == 1
     assert "Java not found" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("oplog", [False, True])
+def test_embedded_database_keeps_no_oplog_unless_asked(tmp_path, oplog):
+    """Without an oplog every alert is written once (config.defaults.yaml, database.embedded.oplog)."""
+    import pymongo
+
+    from kowalski.services.database import DatabaseService
+
+    env = _env(tmp_path / "var", KOWALSKI_DATABASE__EMBEDDED__OPLOG=str(oplog).lower())
+    svc = DatabaseService(load_config(environ=env))
+    svc.start()
+    try:
+        client = pymongo.MongoClient(env["KOWALSKI_MONGODB_URI"], serverSelectionTimeoutMS=30_000)
+        client["k"]["alerts"].insert_one({"candid": 1})
+        assert ("setName" in client.admin.command("hello")) is oplog
+        assert ("oplog.rs" in client["local"].list_collection_names()) is oplog
+        assert client["k"]["alerts"].count_documents({"candid": 1}) == 1
+        client.close()
+    finally:
+        svc.stop()

@@ -1,8 +1,8 @@
 """Route modules: each ends with its own ``default_handlers`` route table."""
 
-from api.handlers import auth, classifications, cutouts, docs, filters, queries, users
+from api.handlers import auth, classifications, cutouts, docs, filters, queries, skymap, users
 
-MODULES = (auth, users, queries, cutouts, classifications, filters, docs)
+MODULES = (auth, users, queries, cutouts, classifications, filters, skymap, docs)
 
 
 def all_handlers() -> list[tuple]:

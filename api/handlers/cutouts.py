@@ -11,23 +11,16 @@ Query options: ``stretch`` (linear, log, asinh, sqrt; default log, linear for di
 
 from __future__ import annotations
 
-import functools
 import gzip
-import io
 import time
-import warnings
-
-import numpy as np
 
 from api.base import APIError, BaseHandler, authenticated
 from api.rights import Rights
 from kowalski import db as kdb
+from kowalski.cutouts import CMAPS, INTERVALS, STRETCHES, north_up_east_left, read_fits, render_png  # noqa: F401 - re-exported
 
 CUTOUTS = ("science", "template", "difference")
 FORMATS = ("fits", "png")
-STRETCHES = ("linear", "log", "asinh", "sqrt")
-INTERVALS = ("min_max", "zscale", "asymmetric_percentile")
-CMAPS = ("bone", "gray", "cividis", "viridis", "magma")
 DEFAULT_SIZE = 168  # Kowalski's PNG: a 4-inch figure at 42 dpi
 
 
@@ -35,28 +28,6 @@ def cutout_field(survey: str, cutout: str) -> str:
     if survey == "wntr":
         return f"cutout_{cutout}"
     return f"cutout{cutout.capitalize()}"
-
-
-@functools.lru_cache(maxsize=None)
-def colour_table(name: str) -> np.ndarray:
-    import matplotlib
-    cmap = matplotlib.colormaps[name]
-    return (cmap(np.linspace(0.0, 1.0, 256))[:, :3] * 255.0 + 0.5).astype(np.uint8)
-
-
-@functools.lru_cache(maxsize=None)
-def _stretch(name: str):
-    from astropy import visualization as v
-    return {"linear": v.LinearStretch, "log": v.LogStretch, "asinh": v.AsinhStretch, "sqrt": v.SqrtStretch}[name]()
-
-
-def _interval(name: str):
-    from astropy import visualization as v
-    if name == "min_max":
-        return v.MinMaxInterval()
-    if name == "zscale":
-        return v.ZScaleInterval()
-    return v.AsymmetricPercentileInterval(lower_percentile=1, upper_percentile=100)
 
 
 def read_stamp(value) -> bytes:
@@ -69,66 +40,6 @@ def read_stamp(value) -> bytes:
     if raw[:2] == b"\x1f\x8b":
         raw = gzip.decompress(raw)
     return raw
-
-
-def _orientation_matrix(header) -> np.ndarray | None:
-    def key(k, default=None):
-        v = header.get(k, default)
-        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else default
-    if key("CD1_1") is not None or key("CD2_2") is not None:
-        m = np.array([[key("CD1_1", 0.0), key("CD1_2", 0.0)], [key("CD2_1", 0.0), key("CD2_2", 0.0)]])
-    elif key("CDELT1") is not None and key("CDELT2") is not None:
-        pc = np.array([[key("PC1_1", 1.0), key("PC1_2", 0.0)], [key("PC2_1", 0.0), key("PC2_2", 1.0)]])
-        m = np.diag([key("CDELT1"), key("CDELT2")]) @ pc
-    else:
-        return None
-    if str(header.get("CTYPE1", "RA")).upper().startswith("DEC"):
-        m = m[::-1]
-    return m if np.all(np.isfinite(m)) and np.any(m) else None
-
-
-def north_up_east_left(image: np.ndarray, header, survey: str) -> np.ndarray:
-    """Rows top to bottom, as a PNG is written: North up, East left."""
-    m = _orientation_matrix(header)
-    if m is None:  # the surveys' known layouts (Kowalski's)
-        if survey == "pgir":
-            return np.rot90(np.fliplr(image), 3)
-        return np.flipud(image)
-    m = m.copy()
-    a = image
-    if abs(m[0, 0]) + abs(m[1, 1]) < abs(m[0, 1]) + abs(m[1, 0]):  # pixel axes swapped on the sky
-        a = a.T
-        m = m[:, ::-1]
-    if m[0, 0] > 0:  # RA grows with x: East is right, flip
-        a = a[:, ::-1]
-    if m[1, 1] < 0:  # Dec falls with y: South is up, flip
-        a = a[::-1, :]
-    return a[::-1, :]  # FITS row 0 is the bottom row
-
-
-def render_png(image: np.ndarray, stretch: str, interval: str, cmap: str, size: int) -> bytes:
-    from astropy.visualization import ImageNormalize
-    from PIL import Image
-
-    data = np.array(image, dtype=np.float64)
-    data[np.abs(data) > 1e20] = np.nan
-    bad = ~np.isfinite(data)
-    if bad.all():
-        data = np.zeros_like(data)
-    elif bad.any():
-        data[bad] = np.nanmean(data)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        norm = ImageNormalize(data, interval=_interval(interval), stretch=_stretch(stretch), clip=True)
-        scaled = np.nan_to_num(np.asarray(norm(data), dtype=np.float64), nan=0.0)
-    idx = np.clip(scaled * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    rgb = colour_table(cmap)[idx]
-    img = Image.fromarray(rgb, "RGB")
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.NEAREST)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
 
 
 class CutoutHandler(BaseHandler):
@@ -176,13 +87,8 @@ class CutoutHandler(BaseHandler):
             self.server_timing()
             self.finish(raw)
             return
-        from astropy.io import fits
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                with fits.open(io.BytesIO(raw), ignore_missing_simple=True) as hdul:
-                    header = hdul[0].header
-                    image = np.asarray(hdul[0].data, dtype=np.float64)
+            image, header = read_fits(raw)
         except Exception as exc:  # noqa: BLE001 - a corrupt stamp is the data's fault, not the client's
             raise APIError(422, f"stored cutout cannot be read as FITS: {exc.__class__.__name__}") from None
         if image.ndim != 2:

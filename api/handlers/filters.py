@@ -29,10 +29,10 @@ from pymongo.errors import DuplicateKeyError
 
 from api.base import APIError, BaseHandler, admin_only, authenticated
 from api.rights import Rights
-from broker.filters import FilterCompileError, FilterRuntimeError, compile_pipeline
+from mql import FilterCompileError, FilterRuntimeError, compile_pipeline
 from broker.filters.backtest import (
-    BacktestError, check_test_request, cutout_projection, evaluate_chunk, object_id_field, pick_version,
-    selection, survey_of_catalog,
+    BacktestError, add_stage_counts, check_test_request, cutout_projection, evaluate_chunk, object_id_field,
+    pick_version, selection, survey_of_catalog,
 )
 from broker.filters.inputs import filter_input
 
@@ -199,7 +199,7 @@ class _FiltersBase(BaseHandler):
         if not alerts:
             return
         loop = asyncio.get_running_loop()
-        n, outs, errors, first = await loop.run_in_executor(
+        n, outs, errors, first, _ = await loop.run_in_executor(
             None, evaluate_chunk, version["pipeline"], alerts, aux, doc.get("permissions", []), survey, False)
         passed = len(outs)
         if passed > share * n:
@@ -278,8 +278,14 @@ class FiltersHandler(_FiltersBase):
     async def get(self):
         """The filters the user may manage (all for the admin)."""
         q = {} if self.is_admin else {"group_id": {"$in": list(self.current_user.get("groups") or [])}}
-        docs = await self.filters.find(q).sort([("filter_id", 1)]).to_list(None)
-        self.success(f"Retrieved {len(docs)} filters", docs)
+        offset, limit = self.page_args()
+        total = await self.filters.count_documents(q)
+        docs = await self.filters.find(q).sort([("filter_id", 1)]).skip(offset).limit(limit).to_list(None)
+        nxt = offset + limit if offset + limit < total else None
+        self.success(f"Retrieved {len(docs)} filters", docs, _pagination={
+            "offset": offset, "limit": limit, "total": total,
+            "next": None if nxt is None else {"offset": nxt, "limit": limit,
+                                              "url": f"{self.request.path}?offset={nxt}&limit={limit}"}})
 
     @authenticated
     async def post(self):
@@ -408,7 +414,8 @@ async def _evaluate_local(chunks, pipeline, permissions, survey):
     loop = asyncio.get_running_loop()
     out = []
     for alerts, aux in chunks:
-        out.append(await loop.run_in_executor(None, evaluate_chunk, pipeline, alerts, aux, permissions, survey, True))
+        out.append(await loop.run_in_executor(None, evaluate_chunk, pipeline, alerts, aux, permissions, survey, True,
+                                              True))
     return out
 
 
@@ -433,7 +440,7 @@ class _DaskMixin:
     async def _evaluate(self, dask, chunks, pipeline, permissions, survey):
         if dask is None:
             return await _evaluate_local(chunks, pipeline, permissions, survey)
-        futures = [dask.submit(evaluate_chunk, pipeline, alerts, aux, permissions, survey, True, pure=False)
+        futures = [dask.submit(evaluate_chunk, pipeline, alerts, aux, permissions, survey, True, True, pure=False)
                    for alerts, aux in chunks]
         try:
             return await dask.gather(futures)
@@ -472,6 +479,7 @@ class FilterTestHandler(_DaskMixin, _FiltersBase):
         outputs: list = []
         errors = 0
         first = None
+        stage_counts = None
         step = 200
         chunks = []
         for i in range(0, len(alerts), step):
@@ -485,14 +493,17 @@ class FilterTestHandler(_DaskMixin, _FiltersBase):
         except asyncio.TimeoutError:
             raise APIError(400, f"failure: filter test exceeded max_time_ms ({req['max_time_ms']}) on "
                                 f"{len(alerts)} alerts: narrow the selection or raise max_time_ms") from None
-        for _, outs, errs, err in results:
+        for _, outs, errs, err, counts in results:
             outputs.extend(outs)
             errors += errs
             first = first or err
+            stage_counts = add_stage_counts(stage_counts, counts)
+        if stage_counts is None:  # no alert selected: none remains after any stage
+            stage_counts = [0] * len(json_util.loads(version["pipeline"]))
         seconds = time.perf_counter() - t0
         summary = {"fid": version["fid"], "alerts": len(alerts), "passed": len(outputs), "dask": dask is not None,
                    "rate": round(len(outputs) / len(alerts), 6) if alerts else 0.0, "errors": errors,
-                   "first_error": first, "seconds": round(seconds, 3)}
+                   "first_error": first, "seconds": round(seconds, 3), "stage_counts": stage_counts}
         log.info("filter %d test of %s: %d/%d passed, %d errors in %.3f s", n, version["fid"], len(outputs),
                  len(alerts), errors, seconds)
         self.success("filter test successful", outputs, summary=summary)
@@ -505,8 +516,11 @@ class UserGroupsHandler(BaseHandler):
     def users(self):
         return self.db[self.config["collections"]["users"]]
 
-    @admin_only
+    @authenticated
     async def get(self, username: str):
+        """A user's own groups (which filters they may manage and create), or any user's for the admin."""
+        if username != self.username and not self.is_admin:
+            raise APIError(403, "Forbidden: you may read your own groups only")
         doc = await self.users.find_one({"_id": username}, {"groups": 1})
         if doc is None:
             raise APIError(400, f"user {username} not found")

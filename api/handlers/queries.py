@@ -18,15 +18,17 @@ from typing import Any
 
 from bson import SON
 
+from api import cones, regions
 from api.base import APIError, BaseHandler, authenticated, loads
 from api.coords import ANGULAR_UNITS, angle_to_rad, parse_radec, to_geojson
 from api.rights import Rights, check_forbidden, is_system_collection
+from kowalski import sky, skymaps
 
 QUERY_TYPES = ("cone_search", "count_documents", "estimated_document_count", "find", "find_one",
-               "aggregate", "info", "near", "drop")
+               "aggregate", "info", "near", "drop", "skymap")
 INFO_COMMANDS = ("catalog_names", "catalog_info", "index_info", "db_info")
 MAX_TIME_MS_LIMIT = 24 * 3600 * 1000
-GEO_FIELD = "coordinates.radec_geojson"
+GEO_FIELD = cones.GEO_FIELD
 PARALLEL_QUERIES = 8  # per request, for cone searches over many objects/catalogs
 
 
@@ -95,9 +97,10 @@ def _hint(kwargs: dict):
         return h
     if isinstance(h, dict):
         h = list(h.items())
-    if isinstance(h, list) and all(isinstance(i, (list, tuple)) and len(i) == 2 and isinstance(i[0], str) for i in h):
+    if isinstance(h, list) and h and all(isinstance(i, (list, tuple)) and len(i) == 2 and isinstance(i[0], str)
+                                         for i in h):
         return [(a, b) for a, b in h]
-    raise APIError(400, "kwargs.hint must be an index name or a list of [field, direction] pairs")
+    raise APIError(400, "kwargs.hint must be an index name or a non-empty list of [field, direction] pairs")
 
 
 def max_time_ms(config, kwargs: dict) -> int:
@@ -161,10 +164,14 @@ class Query:
             stages.append({"$project": projection})
         return stages
 
-    async def _find(self, coll: str, flt: dict, projection: dict | None, limit: int | None = None) -> list:
+    async def _find(self, coll: str, flt: dict, projection: dict | None, limit: int | None = None,
+                    paged: bool = True) -> list:
+        """``paged=False``: every match (the cone path sorts and pages after its exact check)."""
         sort, skip, hint = _sort(self.kwargs), _int(self.kwargs, "skip"), _hint(self.kwargs)
         if limit is None:
             limit = _int(self.kwargs, "limit")
+        if not paged:
+            sort = skip = limit = hint = None
         if self.rights.kind(coll) == "aux":
             pipeline = self._aux_pipeline(coll, flt, projection, sort, skip, limit)
             opts = {"maxTimeMS": self.mtm, "comment": self.comment}
@@ -237,7 +244,7 @@ class Query:
             raise APIError(400, "query.pipeline must be a list of stages")
         if not pipeline:
             raise APIError(400, "Pipeline must contain at least one stage")
-        pipeline = self.rights.rewrite_pipeline(coll, pipeline, where="query.pipeline")
+        pipeline = cones.with_geo_key(self.h.config, self.rights.rewrite_pipeline(coll, pipeline, where="query.pipeline"))
         allow = self.kwargs.get("allowDiskUse", True)
         if not isinstance(allow, bool):
             raise APIError(400, "kwargs.allowDiskUse must be true or false")
@@ -266,22 +273,45 @@ class Query:
             )
         return specs
 
-    async def _positional(self, radec: Any, position) -> dict:
+    async def _positional(self, radec: Any, max_rad: float, min_rad: float | None = None) -> dict:
+        """A cone (``min_rad`` None) or a ``near`` annulus around each position, in each catalog."""
         names, pairs = parse_radec(radec)
         centres = [to_geojson(p) for p in pairs]
         specs = self._catalog_specs()
+        modes = {}
         for name in specs:
-            await self.catalog(name, "query.catalogs")
+            coll = await self.catalog(name, "query.catalogs")
+            modes[coll] = cones.choose_mode(self.h.config, await cones.index_names(self.h, coll), coll)
         filter_first = bool(self.kwargs.get("filter_first", False))
         sem = asyncio.Semaphore(PARALLEL_QUERIES)
+        near = min_rad is not None
 
-        async def one(coll, flt, projection, centre):
-            pos = {GEO_FIELD: position(centre)}
+        async def geo(coll, flt, projection, centre):
+            if near:
+                pos = {GEO_FIELD: {"$nearSphere": [centre[0], centre[1]], "$minDistance": min_rad,
+                                   "$maxDistance": max_rad}}
+            else:
+                pos = {GEO_FIELD: {"$geoWithin": {"$centerSphere": [[centre[0], centre[1]], max_rad]}}}
             full = {**flt, **pos} if filter_first else {**pos, **flt}
             async with sem:
                 return await self._find(coll, full, projection)
 
-        tasks = {(coll, name): one(coll, flt, proj, centre)
+        async def pixels(coll, flt, projection, centre):
+            ra, dec = centre[0] + 180.0, centre[1]
+            asked, added = cones.with_position(projection)
+
+            async def part(cond):
+                async with sem:
+                    return await self._find(coll, {**cond, **flt}, asked, paged=False)
+
+            found = [d for docs in await asyncio.gather(*(part(c) for c in cones.pixel_conditions(ra, dec, max_rad)))
+                     for d in docs]
+            docs = cones.within(found, ra, dec, max_rad, min_rad or 0.0, ordered=near)
+            docs = cones.page(docs, None if near else _sort(self.kwargs), _int(self.kwargs, "skip"),
+                              _int(self.kwargs, "limit"))
+            return [cones.strip(d, added) for d in docs]
+
+        tasks = {(coll, name): (pixels if modes[coll] == "healpix" else geo)(coll, flt, proj, centre)
                  for coll, (flt, proj) in specs.items() for name, centre in zip(names, centres)}
         results = await asyncio.gather(*tasks.values())
         data: dict = {coll: {} for coll in specs}
@@ -299,8 +329,10 @@ class Query:
         if "cone_search_radius" not in oc:
             raise APIError(400, "missing query.object_coordinates.cone_search_radius")
         radius = angle_to_rad(oc["cone_search_radius"], oc.get("cone_search_unit", "arcsec"), "cone_search_radius")
-        return await self._positional(
-            oc["radec"], lambda c: {"$geoWithin": {"$centerSphere": [[c[0], c[1]], radius]}})
+        if not 0 < radius <= math.pi:
+            raise APIError(400, f"cone_search_radius must be > 0 and at most 180 degrees, not "
+                                f"{oc['cone_search_radius']!r} {oc.get('cone_search_unit', 'arcsec')}")
+        return await self._positional(oc["radec"], radius)
 
     async def near(self):
         if "radec" not in self.query:
@@ -315,8 +347,44 @@ class Query:
             r2 = angle_to_rad(self.query["max_distance"], units, "max_distance")
         if r2 < r1:
             raise APIError(400, "max_distance must be >= min_distance")
-        return await self._positional(
-            self.query["radec"], lambda c: {"$nearSphere": [c[0], c[1]], "$minDistance": r1, "$maxDistance": r2})
+        if r1 < 0 or r2 > math.pi:
+            raise APIError(400, "min_distance must be >= 0 and max_distance at most 180 degrees")
+        return await self._positional(self.query["radec"], r2, r1)
+
+    async def skymap(self):
+        """Documents of ``query.catalog`` inside a stored credible region (pixel ranges, then the
+        exact point-in-MOC test), with the catalog's filter, an optional JD window around the
+        skymap's dateobs, and the user's data rights; sort/skip/limit after the test."""
+        selector, level = regions.skymap_selector(self.query.get("skymap"))
+        coll = await self.catalog()
+        if sky.INDEX_NAME not in await cones.index_names(self.h, coll):
+            raise APIError(400, f"catalog {coll} has no HEALPix pixel index ({sky.INDEX_NAME}): skymap queries need "
+                                f"it; an administrator must run `kowalski db migrate`")
+        async with self.timed():
+            doc = await self.db[self.h.config["collections"]["skymaps"]].find_one(
+                selector, {"dateobs": 1, f"regions.contour{level}": 1})
+        region = regions.region_of(doc, level)
+        flt = parse_object(self.query.get("filter"), "query.filter", {})
+        window = self.query.get("time_window_days")
+        if window is not None:
+            field = self.query.get("jd_field", "candidate.jd")
+            t0 = regions.jd(doc["dateobs"])
+            when = {field: {"$gte": t0 + float(window[0]), "$lte": t0 + float(window[1])}}
+            flt = {**flt, **when} if field not in flt and "$and" not in flt else {"$and": [flt, when]}
+        projection = parse_object(self.query.get("projection"), "query.projection", None)
+        asked, added = cones.with_position(projection)
+        sem = asyncio.Semaphore(PARALLEL_QUERIES)
+
+        async def part(cond):
+            async with sem:
+                full = {**cond, **flt} if sky.FIELD not in flt and "$and" not in flt else {"$and": [cond, flt]}
+                return await self._find(coll, full, asked, paged=False)
+
+        found = [d for docs in await asyncio.gather(*(part(c) for c in regions.pixel_conditions(region))) for d in docs]
+        moc = await asyncio.to_thread(skymaps.region_moc, region)
+        docs = regions.inside(found, moc)
+        docs = cones.page(docs, _sort(self.kwargs), _int(self.kwargs, "skip"), _int(self.kwargs, "limit"))
+        return [cones.strip(d, added) for d in docs]
 
     # --- info and admin --------------------------------------------------------------------
     async def info(self):
@@ -325,8 +393,9 @@ class Query:
             raise APIError(400, f"command {command} not in {INFO_COMMANDS}")
         if command == "catalog_names":
             names = await self.h.catalog_names(refresh=True)
-            if not self.rights.is_admin:
-                names = [n for n in names if not is_system_collection(self.h.config, n)]
+            # never the system collections, not even for the admin (as Kowalski: penquins routes
+            # queries by this list); the admin still queries them by name
+            names = [n for n in names if not is_system_collection(self.h.config, n)]
             return sorted(names)[::-1]
         if command == "db_info":
             async with self.timed():

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from .engine import compile_pipeline
+from mql import compile_pipeline, compile_staged
 from .inputs import UPSTREAM, _spec, filter_input
 
 MAX_OBJECT_IDS = 1000
@@ -145,24 +145,38 @@ def pick_version(filter_doc: dict, fid: str | None) -> dict:
 # --- evaluation ---------------------------------------------------------------------------------
 
 def evaluate_chunk(pipeline, alerts: list, aux_by_id: dict, permissions, survey: str,
-                   past_only: bool = True) -> tuple[int, list, int, str | None]:
-    """(alerts seen, outputs, errors, first error) of a pipeline over alerts (pure; runs on Dask workers)."""
-    compiled = compile_pipeline(pipeline)
+                   past_only: bool = True, stages: bool = False) -> tuple[int, list, int, str | None, list | None]:
+    """(alerts seen, outputs, errors, first error, stage counts) of a pipeline over alerts (pure;
+    runs on Dask workers). With ``stages`` the pipeline runs one stage at a time and the stage
+    counts are the alerts with documents remaining after stages 1..n (the last is the pass count;
+    each equals the pass count of that prefix run alone); else they are None."""
+    compiled = compile_staged(pipeline) if stages else compile_pipeline(pipeline)
+    counts = [0] * compiled.n_stages if stages else None
     oid = object_id_field(survey)
     outputs, errors, first = [], 0, None
     for a in alerts:
         inp = filter_input(a, aux_by_id.get(a.get(oid)), permissions, survey, past_only=past_only)
         if inp is None:
             continue
+        alive: list = []
         try:
-            out = compiled.passes(inp)
+            out = compiled.passes(inp, alive) if stages else compiled.passes(inp)
         except Exception as exc:  # noqa: BLE001 - a failing alert is counted, the others go on
             errors += 1
             first = first or f"candid {a.get('candid')}: {exc}"
-            continue
+            out = None
+        for k, remains in enumerate(alive):
+            counts[k] += remains
         if out is not None:
             outputs.append(out)
-    return len(alerts), outputs, errors, first
+    return len(alerts), outputs, errors, first, counts
+
+
+def add_stage_counts(total: list | None, counts: list | None) -> list | None:
+    """Stage counts of two parts of a backtest, summed."""
+    if counts is None:
+        return total
+    return list(counts) if total is None else [a + b for a, b in zip(total, counts)]
 
 
 def run(chunks: Iterable[tuple[list, dict]], pipeline, permissions, survey: str, *, past_only: bool = True,
@@ -177,7 +191,7 @@ def run(chunks: Iterable[tuple[list, dict]], pipeline, permissions, survey: str,
     perms = list(permissions)
 
     def add(result):
-        n, outs, errs, first = result
+        n, outs, errs, first, _ = result
         summary.alerts += n
         summary.passed += len(outs)
         summary.errors += errs

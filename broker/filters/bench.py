@@ -31,7 +31,7 @@ import random
 import time
 from pathlib import Path
 
-from .engine import FilterError, compile_pipeline
+from mql import FilterError, compile_pipeline
 from .inputs import filter_input
 
 CATALOGS = ["2MASS_PSC", "AllWISE", "Gaia_DR2", "Gaia_EDR3", "Gaia_DR2_WD", "PS1_STRM", "galaxy_redshifts_20200522",

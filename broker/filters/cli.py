@@ -40,7 +40,7 @@ def _jd(text: str | None, name: str):
 
 
 def _filter_doc(config, args) -> dict:
-    from broker.filters import FilterCompileError, validate_pipeline
+    from mql import FilterCompileError, validate_pipeline
     from kowalski import db
 
     if args.filter_id is not None:

@@ -18,9 +18,10 @@ missing and type semantics are MongoDB's, e.g. an object without aux history get
 ``prv_candidates: null``).  ``upstream_pipeline`` returns Kowalski's full pipeline for running
 filters inside a MongoDB-compatible database (backtests, dry runs).
 
-Other surveys as Kowalski defines them: PGIR and WINTER have no program ids, a 1000-day history
-window and no fp_hists (WINTER's object id is ``objectid``, its cutouts ``cutout_*``); TURBO is
-ZTF-like without fp_hists.  LSST (not in Kowalski) has no program ids and a 365-day window.
+Other surveys as Kowalski defines them: PGIR and WINTER have a 1000-day history window and no
+fp_hists (WINTER's object id is ``objectid``, its cutouts ``cutout_*``); PGIR has no program ids;
+WINTER alerts are matched on ``candidate.programid`` as the API restricts them (Kowalski does not,
+which let filters see WINTER alerts the API hides); TURBO is ZTF-like without fp_hists.  LSST (not in Kowalski) has no program ids and a 365-day window.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from .engine import compile_pipeline
+from mql import compile_pipeline
 
 __all__ = ["filter_input", "upstream_pipeline", "UpstreamSpec", "UPSTREAM"]
 
@@ -50,8 +51,10 @@ UPSTREAM: dict[str, UpstreamSpec] = {
     "ztf": UpstreamSpec("ZTF_alerts", "objectId", _ZTF_CUTOUTS, "candidate.programid", "programid", 365, True),
     "turbo": UpstreamSpec("TURBO_alerts", "objectId", _ZTF_CUTOUTS, "candidate.programid", "programid", 365, False),
     "pgir": UpstreamSpec("PGIR_alerts", "objectId", _ZTF_CUTOUTS, None, None, 1000, False),
+    # WINTER alerts carry candidate.programid and the API restricts them by it (permissions.surveys.wntr):
+    # filters must see no more than that (their history points carry none)
     "wntr": UpstreamSpec("WNTR_alerts", "objectid", ("cutout_science", "cutout_template", "cutout_difference"),
-                         None, None, 1000, False),
+                         "candidate.programid", None, 1000, False),
     "lsst": UpstreamSpec("LSST_alerts", "objectId", _ZTF_CUTOUTS, None, None, 365, True),
 }
 _ALIASES = {"winter": "wntr"}

@@ -344,7 +344,7 @@ def _projector(projection: dict | None):
     distance under ``coordinates``."""
     if not projection:
         return None
-    from broker.filters.engine import compile_pipeline
+    from mql import compile_pipeline
 
     inclusion = any(bool(v) for k, v in projection.items() if k != "_id")
     if inclusion:

@@ -17,6 +17,7 @@ from bson.int64 import Int64
 
 from broker.stages import history
 from kowalski.astro import ecliptic, galactic, radec_strings
+from kowalski.sky import pixels
 
 def coordinates(ra: Sequence[float], dec: Sequence[float]) -> list[dict]:
     """The ``coordinates`` sub-document for each (ra, dec) of a batch."""
@@ -26,16 +27,18 @@ def coordinates(ra: Sequence[float], dec: Sequence[float]) -> list[dict]:
     l, b = galactic(ra, dec)
     lam, beta = ecliptic(ra, dec)
     lon = (ra - 180.0).tolist()
+    hpx = pixels(ra, dec).tolist()  # cone searches use it where the backend's geo index is not used
     return [
         {
             "radec_str": s,
             "radec_geojson": {"type": "Point", "coordinates": [lo, la]},
+            "healpix": h,
             "l": gl,
             "b": gb,
             "geocentricmeanecliptic": {"lambda": el, "beta": eb},
         }
-        for s, lo, la, gl, gb, el, eb in zip(strings, lon, dec.tolist(), l.tolist(), b.tolist(),
-                                             lam.tolist(), beta.tolist())
+        for s, lo, la, h, gl, gb, el, eb in zip(strings, lon, dec.tolist(), hpx, l.tolist(), b.tolist(),
+                                                lam.tolist(), beta.tolist())
     ]
 
 

@@ -6,11 +6,14 @@ from kowalski.config import Config
 from kowalski.services.api import ApiService
 from kowalski.services.base import Service, ServiceError, Status
 from kowalski.services.broker import BrokerService
+from kowalski.services.dashboards import DashboardsService
 from kowalski.services.database import DatabaseService
+from kowalski.services.hub import HubService
 from kowalski.services.kafka import KafkaService
 
 # Start order; stop runs in reverse. Later components (broker, api, hub) append here.
-SERVICE_CLASSES: list[type[Service]] = [DatabaseService, KafkaService, ApiService, BrokerService]
+SERVICE_CLASSES: list[type[Service]] = [DatabaseService, KafkaService, ApiService, BrokerService, HubService,
+                                          DashboardsService]
 
 
 def all_services(config: Config) -> list[Service]:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import sys
 from urllib.parse import urlsplit
 
-from kowalski.services.base import Service
+from kowalski.services.base import Service, http_get
 
 
 class ApiService(Service):
@@ -47,17 +46,13 @@ class ApiService(Service):
             u = urlsplit(str(self.config["api"]["url"]))
             host, port = u.hostname or "127.0.0.1", u.port or 80
         try:
-            conn = http.client.HTTPConnection(host, port, timeout=timeout)
-            conn.request("GET", "/")
-            resp = conn.getresponse()
-            body = resp.read(4096)
-            conn.close()
+            code, body = http_get(host, port, "/", timeout)
         except OSError as exc:
             return False, f"{exc.__class__.__name__}: {exc}"
         try:
             status = json.loads(body).get("status")
         except ValueError:
             status = None
-        if resp.status in (200, 401) and status in ("success", "error"):
-            return True, f"HTTP {resp.status} on GET /"
-        return False, f"unexpected answer on GET /: HTTP {resp.status}"
+        if code in (200, 401) and status in ("success", "error"):
+            return True, f"HTTP {code} on GET /"
+        return False, f"unexpected answer on GET /: HTTP {code}"

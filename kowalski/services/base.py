@@ -25,6 +25,19 @@ class ServiceError(Exception):
     """One clear line for the operator: what is wrong and how to fix it."""
 
 
+
+def http_get(host: str, port: int, path: str, timeout: float) -> tuple[int, bytes]:
+    """(status, first 4 KiB of the body) of a GET, for health checks; OSError when nothing answers."""
+    import http.client
+
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read(4096)
+    finally:
+        conn.close()
+
 @dataclass
 class Status:
     name: str
@@ -108,7 +121,11 @@ class Service:
         raise NotImplementedError
 
     def failure_hint(self, log_tail: str) -> str:
-        return f"see {self.log_file}"
+        """The log's last error line (what an operator needs first) and where the rest is."""
+        lines = [line.strip() for line in log_tail.splitlines() if line.strip()]
+        errors = [line for line in lines if any(w in line for w in ("Error", "ERROR", "error:", "Traceback"))]
+        cause = (errors or lines or ["no output"])[-1][:300]
+        return f"last error: {cause}; see {self.log_file}"
 
     def after_start(self) -> None:
         """Called by `kowalski up` once the service is healthy (started now or before)."""

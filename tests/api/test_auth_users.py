@@ -61,18 +61,27 @@ def test_invalid_tokens(api):
     assert api.get("/", token=ghost).status_code == 401
 
 
-def test_token_expiry_is_configurable(config):
+def test_token_expiry_is_configurable(config, api):
+    """api.jwt_exp_delta_seconds sets each token's exp to its creation time + the delta (read from the
+    token itself: no clock in the test); the default (null) issues tokens without exp. That an
+    expired exp is refused is test_invalid_tokens' forged ``exp: 1`` token, so nothing here sleeps."""
+    import datetime as dt
+
     from tests.api.conftest import Api, start_server, stop_server
-    proc, url, _ = start_server(config, processes=1, extra_env={"KOWALSKI_API__JWT_EXP_DELTA_SECONDS": "1"})
+    key = config["secrets"]["jwt_secret_key"]
+    assert "exp" not in jwt.decode(api.admin_token, key, algorithms=["HS256"])  # the default: null
+    delta = 3600
+    proc, url, _ = start_server(config, processes=1, extra_env={"KOWALSKI_API__JWT_EXP_DELTA_SECONDS": str(delta)})
     try:
         client = Api(url, config)
         token = client.token()
-        payload = jwt.decode(token, config["secrets"]["jwt_secret_key"], algorithms=["HS256"])
-        assert isinstance(payload["exp"], int)
+        payload = jwt.decode(token, key, algorithms=["HS256"])
+        created = dt.datetime.fromisoformat(payload["created_at"]).timestamp()
+        assert isinstance(payload["exp"], int) and abs(payload["exp"] - (created + delta)) <= 1, payload
         assert client.get("/", token=token).status_code == 200
-        import time
-        time.sleep(2.1)
-        r = client.get("/", token=token)
+        # the same token with its exp already past is refused by this server
+        past = jwt.encode({**payload, "exp": int(created) - 1}, key, algorithm="HS256")
+        r = client.get("/", token=past)
         assert r.status_code == 400 and r.json()["message"] == "token has expired"
     finally:
         stop_server(proc)
@@ -118,14 +127,24 @@ def test_users_lifecycle(api):
     assert r.status_code == 400
 
 
+def wait_for_status(get, expected, deadline_s: float):
+    import time
+    t_end = time.monotonic() + deadline_s
+    got = get()
+    while got != expected and time.monotonic() < t_end:
+        time.sleep(0.05)
+        got = get()
+    assert got == expected, f"still {got!r} after {deadline_s} s (expected {expected!r})"
+
+
 def test_removed_user_token_stops_working(api):
     api.add_user("temp", "pw")
     t = api.token("temp", "pw")
     assert api.get("/", token=t).status_code == 200
     assert api.delete("/api/users/temp", token=api.admin_token).status_code == 200
-    import time
-    time.sleep(0.5)  # user cache (0.2 s in tests)
-    assert api.get("/", token=t).status_code == 401
+    # each worker caches users for api.user_cache_seconds (0.2 s in tests): wait for the 401, with a
+    # deadline 150 times that (a generous margin, not a measured limit)
+    wait_for_status(lambda: api.get("/", token=t).status_code, 401, deadline_s=30)
 
 
 def test_users_are_stored_with_bcrypt(api, config):

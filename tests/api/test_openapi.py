@@ -37,7 +37,8 @@ def test_openapi_json(loaded):
     ops = {(p, m) for p, item in spec["paths"].items() for m in item if m != "parameters"}
     assert ("/api/users/{username}", "put") in ops and ("/api/classifications/{survey}", "delete") in ops
     qt = spec["components"]["schemas"]["Query"]["oneOf"]
-    assert len(qt) == 9
+    assert len(qt) == 10
+    assert {"/api/skymap", "/api/skymaps"} <= paths and ("/api/skymap", "delete") in ops
 
 
 def test_docs_page_is_self_contained(loaded):

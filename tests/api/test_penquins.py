@@ -43,8 +43,13 @@ def test_token_construction(api, archive):
 
 def test_bad_credentials_raise(api, archive):
     u = urlsplit(api.url)
-    with pytest.raises(Exception):
+    # penquins 2.4.2 turns the API's 401 into this ValueError (penquins.py add_instance/authenticate);
+    # a connection error, a 500 or a changed message would not match
+    with pytest.raises(ValueError, match=r"^Failed to add instance default: Authentication failed for default: "
+                                         r"\{'status': 'error', 'message': 'Unauthorized'\}$"):
         Kowalski(username="pq", password="wrong", protocol="http", host=u.hostname, port=u.port, timeout=10)
+    r = api.post("/api/auth", {"username": "pq", "password": "wrong"})
+    assert r.status_code == 401 and r.json() == {"status": "error", "message": "Unauthorized"}
 
 
 def test_queries(k, archive):

@@ -1,4 +1,4 @@
-"""Tests of the filter engine (broker.filters) and shared comparison helpers."""
+"""Tests of the filter engine (mql) and shared comparison helpers."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
     python examples/consume_filter_topic.py kowalski_filter_1 [--bootstrap 127.0.0.1:9092] [--group me]
         [--from-beginning] [--max N] [--save-cutouts DIR]
 
-Each message is an Avro container (schema: schemas/filter_output.avsc, embedded in the message)
+Each message is an Avro container (schema: broker/delivery/filter_output.avsc, embedded in the message)
 holding one record; its key is "<candid>:<filter_id>". Records may be delivered again after a
 broker crash: de-duplicate on the key, as below. Needs only confluent-kafka and fastavro.
 """

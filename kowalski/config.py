@@ -1,4 +1,4 @@
-"""Layered configuration: config.defaults.yaml < config.yaml < environment < generated secrets.
+"""Layered configuration: kowalski/config.defaults.yaml < config.yaml < environment < generated secrets.
 
 Environment variables start with ``KOWALSKI_``. ``__`` separates nesting levels explicitly
 (``KOWALSKI_KAFKA__BOOTSTRAP_SERVERS``); a single ``_`` is resolved greedily against the keys
@@ -17,7 +17,11 @@ from typing import Any, Mapping
 
 import yaml
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The defaults ship inside the package (an installed image has no source checkout); the project
+# root -- where config.yaml and, by default, var/ live -- is the checkout, else KOWALSKI_ROOT or the cwd.
+DEFAULTS_FILE = Path(__file__).resolve().with_name("config.defaults.yaml")
+_CHECKOUT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = _CHECKOUT if (_CHECKOUT / "pyproject.toml").exists() else Path.cwd()
 ENV_PREFIX = "KOWALSKI_"
 ENV_ALIASES = {"KOWALSKI_MONGODB_URI": "database.uri"}
 # Environment variables that configure the tooling itself, not config keys.
@@ -182,7 +186,7 @@ def load_config(
 ) -> Config:
     environ = os.environ if environ is None else environ
     root = Path(root or environ.get("KOWALSKI_ROOT") or PROJECT_ROOT).resolve()
-    cfg = _load_yaml(root / "config.defaults.yaml")
+    cfg = _load_yaml(DEFAULTS_FILE)
     local = Path(local_file or environ.get("KOWALSKI_CONFIG") or root / "config.yaml")
     if local.exists():
         cfg = deep_merge(cfg, _load_yaml(local))

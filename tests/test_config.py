@@ -6,13 +6,12 @@ import sys
 import pytest
 import yaml
 
-from kowalski.config import ConfigError, load_config
+from kowalski.config import DEFAULTS_FILE, ConfigError, load_config
 from tests.conftest import ROOT, isolated_environ
 
 
 def _root(tmp_path, local: dict | None = None):
     tmp_path.mkdir(parents=True, exist_ok=True)
-    (tmp_path / "config.defaults.yaml").write_text((ROOT / "config.defaults.yaml").read_text())
     if local is not None:
         (tmp_path / "config.yaml").write_text(yaml.safe_dump(local))
     return tmp_path
@@ -73,7 +72,7 @@ def _cli(*args, env):
 
 
 def test_cli_config_get(tmp_path):
-    """The CLI on a project root of the test's own (config.defaults.yaml only), with no KOWALSKI_*
+    """The CLI on a project root of the test's own (the packaged defaults only), with no KOWALSKI_*
     variable from the developer's environment: what it prints comes from the defaults and from here."""
     root = _root(tmp_path / "root")
     env = isolated_environ(tmp_path, KOWALSKI_ROOT=str(root), KOWALSKI_PATHS__VAR=str(tmp_path / "var"),
@@ -87,7 +86,7 @@ def test_cli_config_get(tmp_path):
     assert shown.stdout.strip() == stored["admin.password"]
     full = _cli("config", env=env)
     assert full.returncode == 0 and stored["admin.password"] not in full.stdout
-    defaults = yaml.safe_load((ROOT / "config.defaults.yaml").read_text())
+    defaults = yaml.safe_load(DEFAULTS_FILE.read_text())
     assert yaml.safe_load(full.stdout)["kafka"]["bootstrap_servers"] == defaults["kafka"]["bootstrap_servers"]
     bad = _cli("config", "get", "no.such.key", env=env)
     assert bad.returncode == 2 and bad.stderr.strip() == "kowalski: error: no config key 'no.such.key'"

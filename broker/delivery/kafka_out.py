@@ -1,5 +1,5 @@
 """Kafka output: one topic per filter (``delivery.kafka.topic``, default
-``kowalski_filter_{filter_id}``), one Avro container per message (schema ``schemas/filter_output.avsc``
+``kowalski_filter_{filter_id}``), one Avro container per message (schema ``broker/delivery/filter_output.avsc``
 embedded, as ZTF alerts are), key ``<candid>:<filter_id>``."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from confluent_kafka import Producer
 
 log = logging.getLogger("kowalski.delivery.kafka")
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "filter_output.avsc"
+SCHEMA_PATH = Path(__file__).resolve().with_name("filter_output.avsc")
 SCHEMA_VERSION = "1.0"
 _PRIMITIVE = (type(None), bool, int, float, str)
 

@@ -57,7 +57,9 @@ def configure_hub(c, config: Config) -> None:
     api_url = str(config["api"]["url"]).rstrip("/")
 
     # --- addresses ---
-    c.JupyterHub.bind_url = hub_url(config)
+    # listen on host:port; hub.url is where browsers reach it (the same on one machine; in a
+    # container the hub listens on 0.0.0.0 behind a published port)
+    c.JupyterHub.bind_url = f"http://{hc['host']}:{int(hc['port'])}"
     c.JupyterHub.hub_ip = "127.0.0.1"
     c.JupyterHub.hub_port = int(hc["hub_port"])
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{int(hc['proxy_api_port'])}"

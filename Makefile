@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up down status test install hub-deps test-deps clean-var
+.PHONY: up down status test install hub-deps test-deps clean-var compose-test compose-up compose-down images images-lock
 
 # JupyterHub's proxy (npm) and the browser of the hub's browser test (Debian's chromium; Playwright
 # never downloads one). Versions as in ../shared/reference/local-services.md.
@@ -47,3 +47,21 @@ test: test-deps
 
 clean-var: down
 	rm -rf var
+
+# Containers (not part of `make test`: a first build takes minutes). Needs root or a running Docker
+# engine; installs docker.io, docker-compose and debootstrap from Debian when missing.
+images:
+	images/compose.sh build
+
+compose-up: $(STAMP)
+	images/compose.sh up
+
+compose-test: $(STAMP)
+	images/compose.sh test
+
+compose-down:
+	images/compose.sh down
+
+# after changing pyproject.toml's dependencies: re-pin what the images install
+images-lock:
+	images/lock.sh

@@ -60,7 +60,7 @@ def configure_hub(c, config: Config) -> None:
     # listen on host:port; hub.url is where browsers reach it (the same on one machine; in a
     # container the hub listens on 0.0.0.0 behind a published port)
     c.JupyterHub.bind_url = f"http://{hc['host']}:{int(hc['port'])}"
-    c.JupyterHub.hub_ip = "127.0.0.1"
+    c.JupyterHub.hub_ip = str(hc.get("hub_ip") or "127.0.0.1")
     c.JupyterHub.hub_port = int(hc["hub_port"])
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{int(hc['proxy_api_port'])}"
     c.ConfigurableHTTPProxy.command = [str(chp_bin(config) / "configurable-http-proxy")]
@@ -130,20 +130,20 @@ def configure_hub(c, config: Config) -> None:
 
 
 def add_dashboards(c, config: Config, env: dict[str, str]) -> None:
-    """The Panel dashboards as a managed service behind the hub's OAuth. Users log in to it with
+    """The Panel dashboards as a service behind the hub's OAuth, started by the hub (managed) or,
+    with ``hub.dashboards.url``, running elsewhere (its own container) with a token of its own. Users log in to it with
     their hub login (no consent page); the service reads the logged-in user's Kowalski token from
     the hub's auth_state (hence its admin:auth_state scope) and acts with it, so the API's data
     rights apply on every page."""
-    c.JupyterHub.services.append({
-        "name": DASHBOARDS,
-        "url": f"http://127.0.0.1:{int(config['hub']['dashboards']['port'])}",
-        "command": [sys.executable, "-m", "dashboards.serve"],
-        "cwd": str(config.root),
-        "environment": env,
-        "oauth_no_confirm": True,
-        "display": True,
-        "info": {"description": "Alert browser and object pages"},
-    })
+    d = config["hub"]["dashboards"]
+    service = {"name": DASHBOARDS, "oauth_no_confirm": True, "display": True,
+               "info": {"description": "Alert browser and object pages"}}
+    if d.get("url"):  # run elsewhere (its own container): the hub only routes to it and trusts its token
+        service.update(url=str(d["url"]), api_token=str(config["secrets"]["hub_dashboards_token"]))
+    else:
+        service.update(url=f"http://127.0.0.1:{int(d['port'])}", command=[sys.executable, "-m", "dashboards.serve"],
+                       cwd=str(config.root), environment=env)
+    c.JupyterHub.services.append(service)
     c.JupyterHub.load_roles.append(
         {"name": "dashboards-service", "scopes": ["read:users", "admin:auth_state"], "services": [DASHBOARDS]})
     for role in c.JupyterHub.load_roles:

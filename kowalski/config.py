@@ -30,7 +30,7 @@ ENV_IGNORED = {"KOWALSKI_CONFIG", "KOWALSKI_ROOT", "KOWALSKI_LOG_LEVEL",
 ENV_IGNORED_PREFIXES = ("KOWALSKI_TEST_",)  # test-suite switches
 SECRET_KEY_PATTERN = re.compile(r"(password|secret|token|api_key|private)", re.I)
 GENERATED_SECRETS = ("admin.password", "secrets.jwt_secret_key", "secrets.hub_cookie_secret",
-                     "secrets.hub_crypt_key", "secrets.hub_gateway_token")
+                     "secrets.hub_crypt_key", "secrets.hub_gateway_token", "secrets.hub_dashboards_token")
 
 
 class ConfigError(Exception):

@@ -13,7 +13,7 @@ from typing import Iterable
 
 import pymongo
 from pymongo import AsyncMongoClient, MongoClient
-from pymongo.errors import OperationFailure, PyMongoError
+from pymongo.errors import CollectionInvalid, OperationFailure, PyMongoError
 
 from kowalski.config import Config, redact
 
@@ -177,7 +177,9 @@ def _ensure_collection(database, coll: str, models: list[pymongo.IndexModel], fi
     if not have:  # no collection yet (list_indexes of a missing collection is empty or an error)
         try:
             database.create_collection(coll)
-        except OperationFailure as exc:  # created concurrently
+        except CollectionInvalid:  # created concurrently (PyMongo's own check, before the command)
+            pass
+        except OperationFailure as exc:  # created concurrently (the server's NamespaceExists)
             if exc.code != 48:
                 raise
     todo = []

@@ -143,3 +143,34 @@ def test_delivery_and_api_start_ensure_what_they_rely_on(bare):
         assert db.get_db(bare)["users"].count_documents({"username": bare["admin"]["username"]}) == 1
     finally:
         assert stop_server(proc) == 0
+
+
+def test_writers_starting_together_on_a_new_database_all_succeed(services):
+    """Two API replicas (or a broker and an API) started at once on a new database both create its
+    collections: the one that loses the race must carry on, not stop (seen with `docker-compose up`
+    of two API replicas: "collection filters already exists")."""
+    import threading
+
+    for attempt in range(5):
+        name = f"kowalski_test_bare_{uuid.uuid4().hex[:8]}"
+        cfg = load_config(environ={**os.environ, "KOWALSKI_DATABASE__NAME": name})
+        start, errors = threading.Barrier(6), []
+
+        def writer():
+            start.wait()
+            try:
+                db.ensure_system(cfg)
+                db.ensure_indexes(cfg, ["ztf"])
+            except Exception as exc:  # noqa: BLE001 - every failure is the finding
+                errors.append(repr(exc))
+
+        threads = [threading.Thread(target=writer) for _ in range(6)]
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert errors == [], f"attempt {attempt}: {errors}"
+            assert db.alerts_collection(cfg, "ztf") in db.get_db(cfg).list_collection_names()
+        finally:
+            db.client(cfg).drop_database(name)

@@ -2,8 +2,10 @@
 # The docker-compose stack on this machine: build, up, test, down.
 #   images/compose.sh build   base image (debootstrap) + every image
 #   images/compose.sh up      build, then start the stack (embedded-database override), wait until healthy
-#   images/compose.sh test    up, produce the shared real alerts, check them through the API with
-#                             penquins, log into the hub, then down (the stack's volumes removed)
+#   images/compose.sh test    bad input first (a port in use, a database never healthy: each refused,
+#                             naming it, nothing left running), then up, produce the shared real
+#                             alerts, check them through the API with penquins, log into the hub,
+#                             start a JupyterLab server, open a dashboard, then down (volumes removed)
 #   images/compose.sh down    stop and remove the stack (and the Docker engine this script started)
 # A Docker engine already answering (DOCKER_HOST or the default socket) is used; otherwise dockerd is
 # started with its state in var/docker and stopped by `down`/`test`. Project name: kowalski
@@ -87,22 +89,36 @@ build() {
   say "images built in $(( $(date +%s) - t )) s"
 }
 
-up() {
-  build
+start_stack() {  # compose up; on any failure: say which service and why, take everything down
   local t=$(date +%s)
   say "starting the stack (project $COMPOSE_PROJECT_NAME)"
-  if ! compose up -d >"$VAR/up.log" 2>&1; then
-    tail -20 "$VAR/up.log" >&2
-    unhealthy=$(compose ps 2>/dev/null | grep -E "unhealthy|Exit" || true)
-    [ -n "$unhealthy" ] && printf 'not healthy:\n%s\n' "$unhealthy" >&2
-    compose down -v --remove-orphans >/dev/null 2>&1 || true
-    die "the stack did not start (above: what compose said); everything was taken down"
+  if ! compose "$@" up -d >"$VAR/up.log" 2>&1; then
+    grep -E "ERROR|rror|failed|allocated|in use" "$VAR/up.log" | tail -5 >&2 || tail -5 "$VAR/up.log" >&2
+    # compose names the unhealthy dependency by container id: say its service
+    local ids bad=""
+    ids=$(grep -oE 'Container "[0-9a-f]+" is unhealthy' "$VAR/up.log" | grep -oE '[0-9a-f]{8,}' || true)
+    for id in $ids; do
+      bad+="$(/usr/bin/docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}}' "$id" 2>/dev/null) "
+    done
+    bad+=$(compose "$@" ps 2>/dev/null | grep -E "unhealthy|Exit [1-9]" | awk '{print $1}' | tr '\n' ' ' || true)
+    [ -n "${bad// /}" ] && echo "not healthy: $bad" >&2
+    compose "$@" ps >"$VAR/failed-ps.log" 2>&1 || true
+    compose "$@" logs --no-color --tail 60 >"$VAR/failed-logs.log" 2>&1 || true
+    compose "$@" down -v --remove-orphans >/dev/null 2>&1 || true
+    say "the stack did not start (above: which and why; logs in $VAR/failed-logs.log); everything was taken down" >&2
+    return 1
   fi
+  STARTED_IN=$(( $(date +%s) - t ))
+}
+
+up() {
+  build
+  start_stack || exit 1
   for _ in $(seq 120); do
     compose ps | grep -q "hub.*(healthy)" && break; sleep 2
   done
   compose ps | grep -q "hub.*(healthy)" || { compose logs --tail 30 hub >&2; compose down -v >/dev/null 2>&1; die "the hub never became healthy"; }
-  say "stack healthy in $(( $(date +%s) - t )) s:"
+  say "stack healthy in $STARTED_IN s:"
   compose ps
 }
 
@@ -128,6 +144,27 @@ check() {
     --data "$d" --password "$KOWALSKI_ADMIN_PASSWORD"
 }
 
+left_running() { /usr/bin/docker ps -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" | wc -l; }
+
+bad_input() {  # a port in use, then a database that never becomes healthy: each refused, nothing left
+  local port="$KOWALSKI_API_PORT"
+  python3 -c "import socket,time; s=socket.socket(); s.bind(('0.0.0.0', $port)); s.listen(); time.sleep(600)" &
+  local holder=$!
+  sleep 1
+  say "bad input 1: the API's port $port already taken"
+  if start_stack 2>"$VAR/bad1.log"; then kill $holder; die "the stack started on a port in use"; fi
+  kill $holder
+  grep -q "$port" "$VAR/bad1.log" || { cat "$VAR/bad1.log"; die "the port in use ($port) was not named"; }
+  [ "$(left_running)" = 0 ] || die "containers left running after a failed start"
+  say "refused, naming port $port; nothing left running"
+  say "bad input 2: a database that never becomes healthy"
+  printf 'services:\n  mongo:\n    healthcheck: {test: ["CMD", "false"], interval: 2s, retries: 3}\n' >"$VAR/bad-db.yaml"
+  if start_stack -f "$VAR/bad-db.yaml" 2>"$VAR/bad2.log"; then die "the stack started on an unhealthy database"; fi
+  grep -q "mongo" "$VAR/bad2.log" || { cat "$VAR/bad2.log"; die "the unhealthy database was not named"; }
+  [ "$(left_running)" = 0 ] || die "containers left running after a failed start"
+  say "refused, naming $(grep -o 'not healthy: .*' "$VAR/bad2.log" || echo mongo); nothing left running"
+}
+
 case "$ACTION" in
   build) build ;;
   up) up ;;
@@ -138,7 +175,7 @@ case "$ACTION" in
     export KOWALSKI_BROKER_METRICS_PORT="${KOWALSKI_BROKER_METRICS_PORT:-$(free)}"
     export KOWALSKI_HUB_URL="http://127.0.0.1:$KOWALSKI_HUB_PORT"
     trap 'rc=$?; [ $rc -ne 0 ] && { compose logs --tail 40 broker api hub >"$VAR/failure.log" 2>&1 || true; say "failed: logs of broker, api, hub in $VAR/failure.log"; }; down; exit $rc' EXIT
-    up; check
+    build; bad_input; up; check
     say "compose test passed in $(( $(date +%s) - T0 )) s" ;;
   *) die "usage: images/compose.sh build|up|test|down" ;;
 esac

@@ -67,9 +67,34 @@ def main() -> int:
         return 1
     print(f"{cat}: {len(docs)} distinct candids; {one}'s aux holds {len(aux[0].get('prv_candidates') or [])} "
           f"previous detections")
-    total, parts = login_to_ready(a.hub.rstrip("/"), "admin", a.password, deadline_s=180)
+    hub = a.hub.rstrip("/")
+    total, parts = login_to_ready(hub, "admin", a.password, deadline_s=180)
     print(f"hub: admin logged in and JupyterLab served in {total:.1f} s "
           + ", ".join(f"{n} {v:.1f} s" for n, v in parts.items()))
+    return dashboards(hub, a.password, docs[0]["objectId"])
+
+
+def dashboards(hub: str, password: str, object_id: str) -> int:
+    """The dashboards container, reached through the hub's proxy: a logged-in user gets through the
+    hub's OAuth to the object page's document (the page's data then comes over its websocket)."""
+    import requests
+
+    from hub.bench import _login
+
+    s = requests.Session()
+    s.trust_env = False
+    _login(s, hub, "admin", password)
+    t0 = time.monotonic()
+    r = s.get(f"{hub}/services/dashboards/object?survey=ztf&id={object_id}", timeout=120)
+    if r.status_code != 200 or "bokeh" not in r.text.lower():
+        print(f"error: dashboards object page: HTTP {r.status_code} at {r.url}: {r.text[:300]}", file=sys.stderr)
+        return 1
+    anonymous = requests.get(f"{hub}/services/dashboards/object", timeout=60, allow_redirects=False)
+    if anonymous.status_code not in (302, 303) or "oauth2/authorize" not in anonymous.headers.get("Location", ""):
+        print(f"error: the dashboards served a page without a login: HTTP {anonymous.status_code}", file=sys.stderr)
+        return 1
+    print(f"dashboards: object page through the hub's login in {time.monotonic() - t0:.1f} s; "
+          f"without a login: HTTP {anonymous.status_code} to the hub's OAuth")
     return 0
 
 

@@ -4,12 +4,14 @@
 # debian:bookworm` does the same job. Needs root, debootstrap and a running Docker engine.
 # Usage: images/base-image.sh [TAG]   (idempotent: an existing TAG is kept)
 set -euo pipefail
+umask 022  # the image's files must be readable by its non-root users, whatever the caller's umask
 TAG="${1:-debian:bookworm}"
 if docker image inspect "$TAG" >/dev/null 2>&1; then echo "base image $TAG: present"; exit 0; fi
 command -v debootstrap >/dev/null || { echo "error: debootstrap not found (apt-get install -y debootstrap)"; exit 1; }
 MIRROR="${DEBIAN_MIRROR:-$(grep -hoE '^(deb |URIs: )\S*https?://\S+/debian/?' /etc/apt/sources.list /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1 | grep -oE 'https?://\S+' || true)}"
 MIRROR="${MIRROR:-http://deb.debian.org/debian}"
 ROOTFS="$(mktemp -d /tmp/kowalski-rootfs.XXXXXX)"
+chmod 755 "$ROOTFS"  # mktemp's 0700 would become the image's /
 trap 'rm -rf "$ROOTFS"' EXIT
 echo "base image $TAG: debootstrap bookworm from $MIRROR ..."
 debootstrap --variant=minbase bookworm "$ROOTFS" "$MIRROR" >/dev/null

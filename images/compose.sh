@@ -65,11 +65,11 @@ env_file() {
   if [ -f "$ROOT/.env" ]; then ENV_FILE="$ROOT/.env"; return; fi
   ENV_FILE="$VAR/.env"
   if [ ! -f "$ENV_FILE" ]; then
-    umask 077
+    (umask 077  # in a subshell: a umask left at 077 made the base image's /etc/ssl unreadable
     for k in KOWALSKI_ADMIN_PASSWORD KOWALSKI_JWT_SECRET_KEY KOWALSKI_HUB_COOKIE_SECRET KOWALSKI_HUB_CRYPT_KEY \
              KOWALSKI_HUB_GATEWAY_TOKEN KOWALSKI_HUB_DASHBOARDS_TOKEN; do
       echo "$k=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
-    done >"$ENV_FILE"
+    done >"$ENV_FILE")
   fi
 }
 

@@ -113,12 +113,13 @@ start_stack() {  # compose up; on any failure: say which service and why, take e
 
 up() {
   build
+  local t0; t0=$(date +%s)
   start_stack || exit 1
-  for _ in $(seq 120); do
-    compose ps | grep -q "hub.*(healthy)" && break; sleep 2
+  for _ in $(seq 120); do  # the hub is the last to be ready; a crash loop is not waited out
+    compose ps hub | grep -qE "\(healthy\)|Restarting|Exit" && break; sleep 2
   done
   compose ps | grep -q "hub.*(healthy)" || { compose logs --tail 30 hub >&2; compose down -v >/dev/null 2>&1; die "the hub never became healthy"; }
-  say "stack healthy in $STARTED_IN s:"
+  say "stack healthy in $(( $(date +%s) - t0 )) s (compose up returned after $STARTED_IN s):"
   compose ps
 }
 

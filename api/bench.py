@@ -201,42 +201,61 @@ async def _run_scenario(url: str, token: str, scenario: str, alerts: list, clien
             "db_ms": statistics.fmean(db_ms) if db_ms else float("nan")}
 
 
-def _direct_db(config, scenario: str, alerts: list, n: int = 60, pixels: bool = True) -> float:
-    """p50 of the same database operation sent by one synchronous client (no API)."""
+def _direct_op(config, scenario: str, a: dict, pixels: bool = True) -> None:
+    """The database operation behind one API request of ``scenario`` about alert ``a``, sent
+    synchronously without the API (the public user's restriction included)."""
     import math
 
     from api import cones
     from kowalski import db
     coll = db.get_db(config)["ZTF_alerts"]
+    ra, dec = a["candidate"]["ra"], a["candidate"]["dec"]
+    pub = {"candidate.programid": 1}  # as the API restricts a public-only user
+    if scenario == "find_objectid":
+        list(coll.find({"objectId": a["objectId"], **pub}, NO_CUTOUTS))
+    elif scenario.startswith("cone"):
+        r = (2 if scenario.startswith("cone_2arcsec") else 60) * math.pi / 180 / 3600
+        target, cond = (db.get_db(config)[CATALOG], {}) if scenario.endswith("catalog") else (coll, pub)
+        if pixels:  # what the database does for the API's pixel path: the range queries, one by one
+            for c in cones.pixel_conditions(ra, dec, r):
+                list(target.find({**c, **cond}, {"_id": 1, "coordinates.radec_geojson": 1}))
+        else:
+            list(target.find({"coordinates.radec_geojson": {"$geoWithin": {"$centerSphere": [[ra - 180, dec], r]}},
+                              **cond}, {"_id": 1}))
+    elif scenario == "count":
+        jd = a["candidate"]["jd"]
+        coll.count_documents({"candidate.jd": {"$gte": jd - 0.01, "$lt": jd + 0.01}, **pub})
+    elif scenario == "aggregate":
+        list(coll.aggregate([{"$match": {"objectId": a["objectId"], **pub}},
+                             {"$project": {"_id": 0, "jd": "$candidate.jd", "mag": "$candidate.magpsf"}},
+                             {"$sort": {"jd": 1}}, {"$limit": 10}]))
+    else:
+        coll.find_one({"candid": a["candid"], **pub}, {"_id": 0, "cutoutScience": 1})
+
+
+def _direct_db(config, scenario: str, alerts: list, n: int = 60, pixels: bool = True) -> float:
+    """p50 of the same database operation sent by one synchronous client (no API)."""
     rng = random.Random(1)
     times = []
     for _ in range(n):
         a = rng.choice(alerts)
-        ra, dec = a["candidate"]["ra"], a["candidate"]["dec"]
-        pub = {"candidate.programid": 1}  # as the API restricts a public-only user
         t0 = time.perf_counter()
-        if scenario == "find_objectid":
-            list(coll.find({"objectId": a["objectId"], **pub}, NO_CUTOUTS))
-        elif scenario.startswith("cone"):
-            r = (2 if scenario.startswith("cone_2arcsec") else 60) * math.pi / 180 / 3600
-            target, cond = (db.get_db(config)[CATALOG], {}) if scenario.endswith("catalog") else (coll, pub)
-            if pixels:  # what the database does for the API's pixel path: the range queries, one by one
-                for c in cones.pixel_conditions(ra, dec, r):
-                    list(target.find({**c, **cond}, {"_id": 1, "coordinates.radec_geojson": 1}))
-            else:
-                list(target.find({"coordinates.radec_geojson": {"$geoWithin": {"$centerSphere": [[ra - 180, dec], r]}},
-                                  **cond}, {"_id": 1}))
-        elif scenario == "count":
-            jd = a["candidate"]["jd"]
-            coll.count_documents({"candidate.jd": {"$gte": jd - 0.01, "$lt": jd + 0.01}, **pub})
-        elif scenario == "aggregate":
-            list(coll.aggregate([{"$match": {"objectId": a["objectId"], **pub}},
-                                 {"$project": {"_id": 0, "jd": "$candidate.jd", "mag": "$candidate.magpsf"}},
-                                 {"$sort": {"jd": 1}}, {"$limit": 10}]))
-        else:
-            coll.find_one({"candid": a["candid"], **pub}, {"_id": 0, "cutoutScience": 1})
+        _direct_op(config, scenario, a, pixels)
         times.append((time.perf_counter() - t0) * 1000)
     return percentile(times, 50)
+
+
+def _direct_db_rps(config, scenario: str, alerts: list, clients: int, n: int, pixels: bool = True) -> float:
+    """Operations per second the database itself serves for ``scenario`` to ``clients`` concurrent
+    synchronous clients (threads sharing one connection pool): the bound the API is compared with."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = random.Random(2)
+    picks = [rng.choice(alerts) for _ in range(n)]
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(lambda a: _direct_op(config, scenario, a, pixels), picks))
+    return n / (time.perf_counter() - t0)
 
 
 def main(args) -> int:
@@ -277,13 +296,18 @@ def main(args) -> int:
                     if scenario.startswith("cone") and pixels and getattr(args, "compare_geowithin", False):  # what pixels save
                         direct[scenario]["geowithin_p50"] = _direct_db(config, scenario, alerts, n=5, pixels=False)
                 r.update(direct[scenario], clients=clients)
+                if clients > 1:  # the same operations straight to the database, as many clients at once
+                    r["direct_db_rps"] = _direct_db_rps(config, scenario, alerts, clients, n_req, pixels)
                 rows.append(r)
+                vs_db = (f"   (database alone: {r['direct_db_rps']:.1f} op/s; API = {r['rps'] / r['direct_db_rps']:.0%} of it)"
+                         if "direct_db_rps" in r else "")
                 _say(f"{scenario:22s} {r['rps']:7.1f} {r['p50']:8.1f} {r['p95']:8.1f} {r['p99']:8.1f} "
-                     f"{r['server_ms']:10.1f} {r['db_ms']:10.1f} {r['direct_db_p50']:14.1f} {r['errors']:6d}"
+                     f"{r['server_ms']:10.1f} {r['db_ms']:10.1f} {r['direct_db_p50']:14.1f} {r['errors']:6d}" + vs_db
                      + (f"   ($geoWithin directly: p50 {r['geowithin_p50']:.0f} ms)" if "geowithin_p50" in r else ""))
         _say("\nserver ms: mean time in the API process per request (Server-Timing); db wait ms: the part of it "
              "spent awaiting the database;\ndirect db p50: the same database operation sent by one synchronous "
-             "client, without the API.")
+             "client, without the API;\ndatabase alone: the same operations from as many concurrent synchronous "
+             "clients (threads), without the API.")
         if getattr(args, "json", None):
             Path(args.json).write_text(json.dumps({"alerts": n_alerts, "clients": args.clients, "processes": processes,
                                                    "rows": rows}, indent=2))
@@ -320,7 +344,9 @@ def stop_api(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
+    except ProcessLookupError:  # it already exited (e.g. it could not start)
+        pass
+    except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
 
 

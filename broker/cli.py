@@ -1,4 +1,4 @@
-"""Broker commands: `kowalski produce`, `kowalski broker [stats]`, `kowalski catalog load|synth|cache`."""
+"""Broker commands: `kowalski produce`, `kowalski broker [stats|replay]`, `kowalski catalog load|synth|cache`."""
 
 from __future__ import annotations
 
@@ -37,6 +37,11 @@ def cmd_broker(args) -> int:
     config = get_config()
     if args.action == "stats":
         return _stats(config, args)
+    if args.action == "replay":
+        from broker.produce import replay_shared_nights
+        for line in replay_shared_nights(config):
+            print(line, flush=True)
+        return 0
     from broker.consumer import run_broker
     from broker.surveys import get_survey
 
@@ -117,8 +122,9 @@ def register(sub) -> None:
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_produce)
 
-    p = sub.add_parser("broker", help="run the alert broker, or `broker stats`")
-    p.add_argument("action", nargs="?", choices=["run", "stats"], default="run")
+    p = sub.add_parser("broker", help="run the alert broker, `broker stats`, or `broker replay` (the shared real "
+                                      "nights into topics not yet there; what `kowalski up` does)")
+    p.add_argument("action", nargs="?", choices=["run", "stats", "replay"], default="run")
     p.add_argument("--survey", action="append", help="survey(s) to ingest (repeat or comma-separate)")
     p.add_argument("--group-id", default=None)
     p.add_argument("--scheduler", default=None, help="a Dask scheduler address (default: a LocalCluster)")

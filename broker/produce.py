@@ -118,3 +118,30 @@ def publish(bootstrap_servers: str, topic: str, messages, total: int | None = No
     secs = time.monotonic() - t0
     return {"topic": topic, "messages": sent, "bytes": nbytes, "seconds": round(secs, 2),
             "rate": round(sent / secs, 1) if secs else None}
+
+
+# Real nights in ../shared/data replayed on `kowalski up` (`kowalski broker replay`): (survey, folder, topic).
+SHARED_NIGHTS = [
+    ("ztf", "alerts/kowalski/ztf_alerts/20200202", "ztf_20200202_programid1"),
+    ("ztf", "alerts/kowalski/ztf_alerts/20231012", "ztf_20231012_programid1"),
+    ("pgir", "alerts/kowalski/pgir_alerts/20210629", "pgir_20210629"),
+    ("wntr", "alerts/kowalski/wntr_alerts/20240311", "winter_20240311"),
+]
+
+
+def replay_shared_nights(config) -> Iterator[str]:
+    """Produce each shared night of the broker's surveys once: only into a topic that does not
+    exist yet, so a second `kowalski up` replays nothing. Yields what was done, one line each."""
+    from confluent_kafka.admin import AdminClient
+
+    data = config.path("paths.data")
+    if not data.is_dir():
+        yield f"no shared data at {data} (paths.data): nothing replayed"
+        return
+    servers = config["kafka"]["bootstrap_servers"]
+    topics = AdminClient({"bootstrap.servers": servers}).list_topics(timeout=10).topics
+    for survey, folder, topic in SHARED_NIGHTS:
+        if survey not in config["broker"]["surveys"] or topic in topics or not (data / folder).is_dir():
+            continue
+        res = produce(servers, topic, [data / folder], progress=False)
+        yield f"replayed {res['messages']} real {survey.upper()} alerts of {folder} -> {topic}"

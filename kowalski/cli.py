@@ -1,13 +1,15 @@
 """`kowalski ...`: the command line. Errors print one clear line and exit non-zero.
 
-Sub-commands live next to the code they drive; each module exposes ``register(subparsers)``
-and is listed in COMMAND_MODULES, so this file stays a thin dispatcher.
+Sub-commands live next to the code they drive; each module exposes ``register(subparsers)``.
+The core's own are listed in CORE_COMMANDS; the components' are found through the
+``kowalski.commands`` entry points of pyproject.toml, so the core names no component.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -20,7 +22,17 @@ from kowalski.config import ConfigError, get_config, get_path, redact
 from kowalski.errors import CLIError
 from kowalski.services import ServiceError, all_services, get_service
 
-COMMAND_MODULES: list[str] = ["kowalski.db_cli", "kowalski.skymap_cli", "broker.cli", "broker.bench", "broker.soak", "api.cli", "broker.filters.cli", "broker.filters.bench", "hub.bench"]  # modules with register(subparsers)
+CORE_COMMANDS = ("kowalski.db_cli", "kowalski.skymap_cli")  # the core's modules with register(subparsers)
+COMMANDS_GROUP = "kowalski.commands"
+
+
+def component_commands() -> list:
+    """The components' ``register`` functions (entry points); an install without them says so."""
+    found = sorted(importlib.metadata.entry_points(group=COMMANDS_GROUP), key=lambda e: e.name)
+    if not found:
+        raise ConfigError(f"no {COMMANDS_GROUP!r} entry points: the package's metadata is missing or stale "
+                          "(run `make`, or `pip install -e .` in the checkout)")
+    return [e.load() for e in found]
 
 
 def setup_logging(level: str | None = None) -> None:
@@ -164,13 +176,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reveal", action="store_true", help="print secrets in clear")
     s.set_defaults(func=cmd_config)
 
-    for mod in COMMAND_MODULES:
+    for mod in CORE_COMMANDS:
         importlib.import_module(mod).register(sub)
+    for register in component_commands():
+        register(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except ConfigError as exc:
+        print(f"kowalski: error: {exc}", file=sys.stderr)
+        return 1
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
     try:
@@ -182,13 +200,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kowalski: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
-        from pymongo.errors import PyMongoError
-
-        from kowalski.db import DuplicateIdsError
+        from kowalski.db import DatabaseError, DuplicateIdsError
         if isinstance(exc, DuplicateIdsError):
             print(f"kowalski: error: {exc}", file=sys.stderr)
             return 1
-        if isinstance(exc, PyMongoError):
+        if isinstance(exc, DatabaseError):
             print(f"kowalski: error: database: {str(exc).split(',')[0][:200]}; check database.uri and `kowalski status`",
                   file=sys.stderr)
             return 1

@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import sys
 import urllib.request
 
-from kowalski.services.base import Service
+from kowalski.services.base import Service, ServiceError
 
 log = logging.getLogger("kowalski.services")
-
-# Real nights in ../shared/data replayed on `kowalski up`: (survey, folder, topic).
-SHARED_NIGHTS = [
-    ("ztf", "alerts/kowalski/ztf_alerts/20200202", "ztf_20200202_programid1"),
-    ("ztf", "alerts/kowalski/ztf_alerts/20231012", "ztf_20231012_programid1"),
-    ("pgir", "alerts/kowalski/pgir_alerts/20210629", "pgir_20210629"),
-    ("wntr", "alerts/kowalski/wntr_alerts/20240311", "winter_20240311"),
-]
-
 
 class BrokerService(Service):
     name = "broker"
@@ -51,21 +43,12 @@ class BrokerService(Service):
         return stats["state"] == "running", f"{stats['state']}, {stored} alerts stored since start"
 
     def after_start(self) -> None:
-        """Replay the shared real alert nights once (only into topics that do not exist yet)."""
+        """Replay the shared real alert nights once (the broker's `broker replay`: only into topics
+        that do not exist yet), as a command: the core names no broker module."""
         if not self.config["broker"].get("replay_on_up", True):
             return
-        from confluent_kafka.admin import AdminClient
-
-        from broker.produce import produce
-
-        data = self.config.path("paths.data")
-        if not data.is_dir():
-            print(f"{'':10s} no shared data at {data} (paths.data): nothing replayed")
-            return
-        servers = self.config["kafka"]["bootstrap_servers"]
-        topics = AdminClient({"bootstrap.servers": servers}).list_topics(timeout=10).topics
-        for survey, folder, topic in SHARED_NIGHTS:
-            if survey not in self.config["broker"]["surveys"] or topic in topics or not (data / folder).is_dir():
-                continue
-            res = produce(servers, topic, [data / folder], progress=False)
-            print(f"{'':10s} replayed {res['messages']} real {survey.upper()} alerts of {folder} -> {topic}")
+        r = subprocess.run([sys.executable, "-m", "kowalski.cli", "broker", "replay"], capture_output=True, text=True)
+        for line in r.stdout.splitlines():
+            print(f"{'':10s} {line}")
+        if r.returncode != 0:
+            raise ServiceError(f"broker: replaying the shared nights failed: {(r.stderr or r.stdout).strip()[-500:]}")

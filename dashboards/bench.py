@@ -1,7 +1,8 @@
-"""``python -m dashboards.bench``: object page load in a real browser (Debian's chromium driven by
-Playwright), from navigation to three cutouts and the light curve drawn; prints p50/p95.
+"""``kowalski bench dashboards``: page loads in a real browser (Debian's chromium driven by
+Playwright), logged in through the hub: the alert browser from navigation to its first page of
+results listed, the object page to its three cutouts and light curve drawn; prints p50/p95.
 
-    python -m dashboards.bench --hub-url http://127.0.0.1:8000 --object ZTF17aadcvhq -n 20
+    kowalski bench dashboards --hub-url http://127.0.0.1:8000 --object ZTF17aadcvhq -n 20
 (user and password default to the Kowalski admin of the config)."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import time
 
 import numpy as np
 
+from kowalski.bench import get_bench_subparsers
 from kowalski.config import load_config
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -18,23 +20,64 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 DRAWN = ("() => { const found = []; const walk = n => { if (n.shadowRoot) walk(n.shadowRoot);"
          " for (const c of n.children || []) { if (c.classList && [...c.classList].some(k => k.startsWith('kw-')))"
          " found.push(...c.classList); walk(c); } }; walk(document.body); return found; }")
-NEEDED = {"kw-cutout-science", "kw-cutout-template", "kw-cutout-difference", "kw-lightcurve"}
+OBJECT_DRAWN = {"kw-cutout-science", "kw-cutout-template", "kw-cutout-difference", "kw-lightcurve"}
 
 
-def main(argv=None) -> int:
-    config = load_config()
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(p: argparse.ArgumentParser, config) -> None:
     p.add_argument("--hub-url", default=str(config["hub"]["url"]))
     p.add_argument("--username", default=str(config["admin"]["username"]))
     p.add_argument("--password", default=str(config["admin"]["password"]))
     p.add_argument("--survey", default="ztf")
     p.add_argument("--object", default="ZTF17aadcvhq")
-    p.add_argument("-n", type=int, default=20)
-    a = p.parse_args(argv)
+    p.add_argument("-n", type=int, default=20, help="loads of each page (after one warm-up load)")
+
+
+def register(sub) -> None:
+    p = get_bench_subparsers(sub).add_parser("dashboards", help="alert browser and object page load times in chromium")
+    add_arguments(p, load_config())
+    p.set_defaults(func=run)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(p, load_config())
+    return run(p.parse_args(argv))
+
+
+# the alert browser's Tabulator rows (inside Bokeh's shadow roots)
+_RESULTS_ROWS = ("() => { let n = 0; const walk = e => { if (e.shadowRoot) walk(e.shadowRoot);"
+                 " for (const c of e.children || []) { if (c.classList && c.classList.contains('tabulator-row')) n++;"
+                 " walk(c); } }; walk(document.body); return n; }")
+
+
+def _listed(page) -> bool:
+    return page.evaluate(_RESULTS_ROWS) > 0
+
+
+def _timed(page, url: str, ready, n: int, what: str) -> np.ndarray:
+    times = []
+    for i in range(n + 1):  # the first load warms the server's imports: not counted
+        t0 = time.perf_counter()
+        page.goto(url, timeout=120_000)
+        while not ready():
+            page.wait_for_timeout(20)
+        dt = time.perf_counter() - t0
+        if i:
+            times.append(dt)
+        print(f"{what} load {i}: {dt:.2f} s{' (warm-up, not counted)' if not i else ''}", flush=True)
+    return np.array(times)
+
+
+def _report(what: str, t: np.ndarray) -> None:
+    print(f"{what} over {len(t)} loads: p50 {np.percentile(t, 50):.2f} s, p95 {np.percentile(t, 95):.2f} s, "
+          f"max {t.max():.2f} s", flush=True)
+
+
+def run(a) -> int:
     from playwright.sync_api import sync_playwright
 
-    url = f"{a.hub_url.rstrip('/')}/services/dashboards/object?survey={a.survey}&id={a.object}"
-    times = []
+    base = f"{a.hub_url.rstrip('/')}/services/dashboards"
+    url = f"{base}/object?survey={a.survey}&id={a.object}"
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS, headless=True)
         page = b.new_page(viewport={"width": 1400, "height": 1800})
@@ -43,20 +86,11 @@ def main(argv=None) -> int:
         page.fill("#password_input", a.password)
         page.click("#login_submit")
         page.wait_for_url("**/services/dashboards/object*", timeout=120_000)
-        for i in range(a.n + 1):  # the first load warms the server's imports: not counted
-            t0 = time.perf_counter()
-            page.goto(url, timeout=120_000)
-            while not NEEDED <= set(page.evaluate(DRAWN)):
-                page.wait_for_timeout(20)
-            page.wait_for_function("() => true")
-            dt = time.perf_counter() - t0
-            if i:
-                times.append(dt)
-            print(f"load {i}: {dt:.2f} s{' (warm-up, not counted)' if not i else ''}", flush=True)
+        alerts = _timed(page, f"{base}/alerts", lambda: _listed(page), a.n, "alert browser")
+        objects = _timed(page, url, lambda: OBJECT_DRAWN <= set(page.evaluate(DRAWN)), a.n, "object page")
         b.close()
-    t = np.array(times)
-    print(f"object page ({a.object}: 3 cutouts + light curve) over {len(t)} loads: "
-          f"p50 {np.percentile(t, 50):.2f} s, p95 {np.percentile(t, 95):.2f} s, max {t.max():.2f} s")
+    _report("alert browser (first page of 100 alerts listed)", alerts)
+    _report(f"object page ({a.object}: 3 cutouts + light curve)", objects)
     return 0
 
 

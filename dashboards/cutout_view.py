@@ -1,7 +1,12 @@
 """Science / template / difference cutouts side by side, from the FITS the API serves, North up
-East left, with stretch, interval and colour-map controls (astropy.visualization scaling)."""
+East left, with stretch, interval and colour-map controls (astropy.visualization scaling), and the
+FITS of each stamp and the alert's raw JSON to download."""
 
 from __future__ import annotations
+
+import io
+import json
+from concurrent.futures import ThreadPoolExecutor
 
 import holoviews as hv
 import numpy as np
@@ -11,16 +16,33 @@ from kowalski.cutouts import CMAPS, INTERVALS, STRETCHES, normalize, north_up_ea
 
 CUTOUTS = ("science", "template", "difference")
 INTERVAL_LABELS = {"zscale": "zscale", "min_max": "min-max", "asymmetric_percentile": "percentile (1–100 %)"}
+FETCHERS = ThreadPoolExecutor(6, thread_name_prefix="cutouts")  # the three stamps of a page load at once
 
 
-def fetch_oriented(client, survey: str, candid: int) -> dict[str, np.ndarray]:
-    """{which: image North up East left (rows top to bottom)} of one alert."""
+def fetch_fits(client, survey: str, candid: int) -> dict[str, bytes]:
+    """{which: the FITS bytes the API serves} of one alert's three stamps, fetched concurrently."""
+    def one(which):
+        return client.request("GET", f"/api/cutouts/{survey}/{int(candid)}/{which}/fits", raw=True).content
+    return dict(zip(CUTOUTS, FETCHERS.map(one, CUTOUTS)))
+
+
+def oriented(raw: dict[str, bytes], survey: str) -> dict[str, np.ndarray]:
+    """{which: image North up East left (rows top to bottom)}."""
     out = {}
-    for which in CUTOUTS:
-        raw = client.request("GET", f"/api/cutouts/{survey}/{int(candid)}/{which}/fits", raw=True).content
-        image, header = read_fits(raw)
+    for which, data in raw.items():
+        image, header = read_fits(data)
         out[which] = north_up_east_left(image, header, survey)
     return out
+
+
+def alert_json(client, catalog: str, candid: int) -> bytes:
+    """The stored alert exactly as the API's ``find`` answers it (cutouts as extended-JSON binary)."""
+    answer = client.request("POST", "/api/queries", {"query_type": "find", "query": {
+        "catalog": catalog, "filter": {"candid": int(candid)}, "projection": {"_id": 0}}}, raw=True)
+    docs = json.loads(answer.text).get("data") or []
+    if not docs:
+        raise LookupError(f"alert {candid} is not visible in {catalog}")
+    return json.dumps(docs[0], indent=1).encode()
 
 
 def cutout_image(image: np.ndarray, which: str, stretch: str, interval: str, cmap: str) -> hv.Image:
@@ -32,24 +54,45 @@ def cutout_image(image: np.ndarray, which: str, stretch: str, interval: str, cma
 
 
 class CutoutView:
-    def __init__(self, client, survey: str):
-        self.client, self.survey = client, survey
+    def __init__(self, client, survey: str, catalog: str, object_id: str):
+        self.client, self.survey, self.catalog, self.object_id = client, survey, catalog, object_id
         self.stretch = pn.widgets.RadioButtonGroup(name="stretch", options=list(STRETCHES), value="log",
                                                    css_classes=["kw-stretch"])
         self.interval = pn.widgets.Select(name="interval", value="zscale",
                                           options={INTERVAL_LABELS[i]: i for i in INTERVALS})
         self.cmap = pn.widgets.Select(name="colour map", options=list(CMAPS), value="bone")
+        self.candid: int | None = None
+        self.raw: dict[str, bytes] = {}
         self.images: dict[str, np.ndarray] = {}
         self.title = pn.pane.Markdown("")
         self.row = pn.Row()
         for w in (self.stretch, self.interval, self.cmap):
             w.param.watch(lambda *_: self.render(), "value")
+        self.downloads = {w: pn.widgets.FileDownload(callback=self._stamp(w), label=f"{w} FITS", button_type="light",
+                                                     css_classes=[f"kw-download-{w}"], width=130)
+                          for w in CUTOUTS}
+        self.downloads["json"] = pn.widgets.FileDownload(callback=self._json, label="alert JSON", button_type="light",
+                                                         css_classes=["kw-download-json"], width=130)
         self.view = pn.Column(self.title, pn.Row(self.stretch, self.interval, self.cmap), self.row,
-                              pn.pane.HTML("<small>North up, East left</small>"))
+                              pn.pane.HTML("<small>North up, East left</small>"),
+                              pn.Row(*self.downloads.values()))
 
-    def show(self, candid: int) -> None:
-        self.images = fetch_oriented(self.client, self.survey, candid)
+    def _stamp(self, which: str):
+        return lambda: io.BytesIO(self.raw[which])
+
+    def _json(self):
+        return io.BytesIO(alert_json(self.client, self.catalog, self.candid))
+
+    def show(self, candid: int, raw: dict[str, bytes] | None = None) -> None:
+        """Show an alert's stamps (``raw``: its FITS when already fetched)."""
+        self.raw = raw or fetch_fits(self.client, self.survey, candid)
+        self.images = oriented(self.raw, self.survey)
+        self.candid = int(candid)
         self.title.object = f"**Cutouts of alert {candid}**"
+        for which, d in self.downloads.items():
+            ext = "json" if which == "json" else "fits"
+            d.filename = f"{self.object_id}_{candid}{'' if which == 'json' else '_' + which}.{ext}"
+            d.data = None  # a new alert: the next click fetches its file
         self.render()
 
     def render(self) -> None:

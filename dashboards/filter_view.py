@@ -139,3 +139,16 @@ def passing_frame(outputs: list[dict], survey: str) -> pd.DataFrame:
                      "output": json.dumps({k: v for k, v in o.items() if k not in ("objectId", "candid")},
                                           default=str)[:200]})
     return pd.DataFrame(rows, columns=["object", "candid", "output"])
+
+
+def passing_candids(client, filter_id: int, start: str, end: str, object_id: str) -> tuple[list[int], dict]:
+    """(candids, summary) of the alerts that pass filter ``filter_id``'s active version over the
+    search's range or object: the API's ``/test`` run on the archive, so any range can be asked."""
+    body = backtest_body(start, end, object_id, None)
+    answer = client.request("POST", f"/api/filters/{int(filter_id)}/test", body)
+    outputs, summary = answer.get("data") or [], answer.get("summary") or {}
+    candids = [int(o["candid"]) for o in outputs if isinstance(o.get("candid"), int)]
+    if outputs and not candids:
+        raise InputError(f"filter #{filter_id}'s outputs do not keep the alerts' candid: "
+                         "add candid to its last $project to search by it")
+    return candids, summary

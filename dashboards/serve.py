@@ -32,8 +32,9 @@ def panel_argv(config: Config, environ=os.environ) -> list[str]:
     prefix = environ.get("JUPYTERHUB_SERVICE_PREFIX", PREFIX + "/").rstrip("/")
     hub = urlsplit(str(config["hub"].get("url") or f"http://{config['hub']['host']}:{config['hub']['port']}"))
     origins = {hub.netloc, f"localhost:{hub.port}", f"127.0.0.1:{hub.port}"}
+    dash = config["hub"]["dashboards"]
     argv = ["panel", "serve", *[str(HERE / "apps" / f"{a}.py") for a in APPS],
-            "--address", str(config["hub"]["dashboards"].get("host") or "127.0.0.1"), "--port", str(int(config["hub"]["dashboards"]["port"])),
+            "--address", str(dash.get("host") or "127.0.0.1"), "--port", str(int(dash["port"])),
             "--prefix", prefix, "--index", "alerts", "--num-procs", "1",
             "--auth-module", str(HERE / "auth_module.py"), "--plugins", "dashboards.routes",
             "--liveness", "--log-level", "info"]

@@ -131,10 +131,10 @@ def configure_hub(c, config: Config) -> None:
 
 def add_dashboards(c, config: Config, env: dict[str, str]) -> None:
     """The Panel dashboards as a service behind the hub's OAuth, started by the hub (managed) or,
-    with ``hub.dashboards.url``, running elsewhere (its own container) with a token of its own. Users log in to it with
-    their hub login (no consent page); the service reads the logged-in user's Kowalski token from
-    the hub's auth_state (hence its admin:auth_state scope) and acts with it, so the API's data
-    rights apply on every page."""
+    with ``hub.dashboards.url``, running elsewhere (its own container) with a token of its own.
+    Users log in to it with their hub login (no consent page); the service reads the logged-in
+    user's Kowalski token from the hub's auth_state (hence its admin:auth_state scope) and acts
+    with it, so the API's data rights apply on every page."""
     d = config["hub"]["dashboards"]
     service = {"name": DASHBOARDS, "oauth_no_confirm": True, "display": True,
                "info": {"description": "Alert browser and object pages"}}

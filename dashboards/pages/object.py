@@ -1,5 +1,6 @@
-"""Object page: cutouts of an alert, the light curve, ML scores, cross-matches and every alert of
-the object (click one to see its cutouts). Deep link: ``object?survey=ztf&id=ZTF20aakyoez`` (and
+"""Object page: cutouts of an alert (with FITS and JSON downloads), the light curve, ML scores,
+cross-matches, the user's classification labels and every alert of the object (click one to see
+its cutouts and labels). Deep link: ``object?survey=ztf&id=ZTF20aakyoez`` (and
 ``object/ztf/ZTF20aakyoez``, redirected there)."""
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import panel as pn
 from astropy.coordinates import angular_separation
 from astropy.time import Time
 
-from dashboards.cutout_view import CutoutView
+from dashboards.cutout_view import FETCHERS, CutoutView, fetch_fits
+from dashboards.labels_view import LabelsView
 from dashboards.lightcurve_view import light_curve_plot
 from dashboards.session import arg, banner, start
 from kowalski.client import BANDS, NO_CUTOUTS, light_curve_frame
@@ -124,9 +126,12 @@ def render(session, survey: str, name: str, body: pn.Column) -> None:
         body.append(banner(f"No {survey.upper()} alert of {name} is visible to you (unknown object, or alerts of "
                            f"programs you have no rights to).", "warning"))
         return
-    aux = client.object(name, catalog)
-    bands = BANDS.get(survey, {})
     latest = alerts[-1]
+    # the object's aux document and the latest stamps at once: the page waits for the slower one only
+    aux_job = FETCHERS.submit(client.object, name, catalog)
+    stamps = fetch_fits(client, survey, int(latest["candid"]))
+    aux = aux_job.result()
+    bands = BANDS.get(survey, {})
     c = latest.get("candidate", {})
     ra, dec = float(np.median([a["candidate"]["ra"] for a in alerts])), float(np.median([a["candidate"]["dec"] for a in alerts]))
     radec = (latest.get("coordinates") or {}).get("radec_str") or []
@@ -134,8 +139,10 @@ def render(session, survey: str, name: str, body: pn.Column) -> None:
         f"## {name}\n{survey.upper()} · RA, Dec = {ra:.6f}, {dec:+.6f} ({' '.join(map(str, radec))}) · "
         f"{len(alerts)} alert(s) · latest {Time(c['jd'], format='jd').iso[:19]} UTC", css_classes=["kw-summary"])
 
-    cutouts = CutoutView(client, survey)
-    cutouts.show(int(latest["candid"]))
+    cutouts = CutoutView(client, survey, catalog, name)
+    cutouts.show(int(latest["candid"]), stamps)
+    labels = LabelsView(client, survey)
+    labels.show(int(latest["candid"]))
 
     lc = light_curve_frame(alerts, aux, survey)
     mode = pn.widgets.RadioButtonGroup(options=["magnitude", "flux (µJy)"], value="magnitude")
@@ -150,7 +157,9 @@ def render(session, survey: str, name: str, body: pn.Column) -> None:
 
     def on_select(event):
         if event.new:
-            cutouts.show(int(alerts_df.iloc[event.new[0]]["candid"]))
+            candid = int(alerts_df.iloc[event.new[0]]["candid"])
+            cutouts.show(candid)
+            labels.show(candid)
     alerts_table.param.watch(on_select, "selection")
 
     xm = crossmatch_frames(aux, ra, dec)
@@ -158,7 +167,8 @@ def render(session, survey: str, name: str, body: pn.Column) -> None:
                else pn.pane.Markdown("No cross-matches stored for this object."))
     body.extend([
         summary,
-        pn.Row(cutouts.view, pn.Column(pn.pane.Markdown("### ML scores (latest alert)"), table(scores_frame(latest), width=380))),
+        pn.Row(cutouts.view, pn.Column(pn.pane.Markdown("### ML scores (latest alert)"), table(scores_frame(latest), width=380),
+                                       labels.view)),
         pn.Column(pn.pane.Markdown("### Light curve"), mode, lc_pane, lc_note),
         pn.pane.Markdown("### Cross-matches"), xm_view,
         pn.pane.Markdown("### Alerts (click a row to see its cutouts)"), alerts_table,

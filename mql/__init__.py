@@ -27,7 +27,7 @@ compiled twice: closures (the reference, mql/expressions.py) and generated Pytho
 speed (mql/codegen.py).
 
 The filter input (the alert + its history restricted to the filter's permissions) is built by the
-broker's ``broker.filters.inputs.filter_input``.
+core's ``kowalski.filters.inputs.filter_input``.
 """
 
 from .compile import (CompiledPipeline, StagedPipeline, compile_pipeline, compile_staged, parse_pipeline,

@@ -25,16 +25,16 @@ import string
 import time
 
 from bson import json_util
-from pymongo.errors import DuplicateKeyError
 
 from api.base import APIError, BaseHandler, admin_only, authenticated
 from api.rights import Rights
 from mql import FilterCompileError, FilterRuntimeError, compile_pipeline
-from broker.filters.backtest import (
+from kowalski.filters.backtest import (
     BacktestError, add_stage_counts, check_test_request, cutout_projection, evaluate_chunk, object_id_field,
     pick_version, selection, survey_of_catalog,
 )
-from broker.filters.inputs import filter_input
+from kowalski.db import DuplicateKeyError
+from kowalski.filters.inputs import filter_input
 
 log = logging.getLogger("kowalski.api.filters")
 

@@ -75,7 +75,7 @@ class Delivery:
                     .sort([("created_at", 1), ("_id", 1)]).limit(self.batch))
 
     def _items(self, docs: list[dict]) -> list[Item]:
-        from broker.filters.inputs import _spec, filter_input
+        from kowalski.filters.inputs import _spec, filter_input
 
         oid = _spec(self.survey).object_id
         alerts = {a["candid"]: a for a in db.get_db(self.config)[db.alerts_collection(self.config, self.survey)]

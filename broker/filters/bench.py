@@ -3,7 +3,7 @@
 Prints (never asserted in tests):
   * evaluations/s per core of each filter family and of their mix, on the real ZTF alerts of
     ../shared/data/alerts/kowalski/ztf_alerts (36 alerts; 24 of them carry forced photometry);
-  * the cost of building filter inputs (``broker.filters.inputs.filter_input``);
+  * the cost of building filter inputs (``kowalski.filters.inputs.filter_input``);
   * the cost per alert, and alerts/s per core, with 10, 100 and 1,000 active filters (a mix of
     the families with varied thresholds, over 3 permission sets), including input building,
     per-filter error isolation and output copies as the broker does it, evaluated alert by alert
@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from mql import FilterError, compile_pipeline
-from .inputs import filter_input
+from kowalski.filters.inputs import filter_input
 
 CATALOGS = ["2MASS_PSC", "AllWISE", "Gaia_DR2", "Gaia_EDR3", "Gaia_DR2_WD", "PS1_STRM", "galaxy_redshifts_20200522",
             "GALEX", "IGAPS_DR2", "LAMOST_DR5_v3", "PS1_DR1", "CLU_20190625", "NED_BetaV3", "milliquas"]

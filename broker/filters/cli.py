@@ -31,7 +31,7 @@ def _jd(text: str | None, name: str):
         return float(text)
     except ValueError:
         pass
-    from broker.filters.backtest import BacktestError, _jd as parse
+    from kowalski.filters.backtest import BacktestError, _jd as parse
 
     try:
         return parse(text, name)
@@ -69,7 +69,7 @@ def _filter_doc(config, args) -> dict:
 def cmd_backtest(args) -> int:
     from tqdm import tqdm
 
-    from broker.filters.backtest import BacktestError, backtest
+    from kowalski.filters.backtest import BacktestError, backtest
     from kowalski.config import get_config
 
     config = get_config()

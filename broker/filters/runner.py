@@ -24,12 +24,11 @@ import time
 from dataclasses import dataclass, field
 
 import bson
-from pymongo.errors import AutoReconnect, BulkWriteError, ConnectionFailure
 
 from kowalski import db
 
 from mql import FilterCompileError, compile_pipeline
-from .inputs import _spec, filter_input
+from kowalski.filters.inputs import _spec, filter_input
 
 log = logging.getLogger("kowalski.broker.filters")
 
@@ -233,7 +232,7 @@ class FilterRunner:
                 docs = self.evaluate(alerts)
                 new = self.write_outbox(docs)
                 break
-            except (AutoReconnect, ConnectionFailure) as exc:
+            except db.DatabaseUnavailable as exc:
                 if attempt == self.db_retries:
                     raise
                 wait = min(30.0, 0.5 * 2 ** attempt)
@@ -257,7 +256,7 @@ class FilterRunner:
         # (measured on the embedded database: 512 outbox documents in 70-220 ms vs 660-1,250 ms)
         try:
             res = db.filter_outbox(self.config, self.survey).insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
+        except db.BulkWriteError as exc:
             for err in exc.details.get("writeErrors", []):
                 if err.get("code") == 11000:  # already in the outbox (a re-delivered batch)
                     continue

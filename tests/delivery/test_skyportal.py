@@ -118,7 +118,7 @@ def test_photometry_as_kowalski(setup):
     cfg, _ = setup
     alert = db.get_db(cfg)["ZTF_alerts"].find_one({"candid": 2475433850015010009})
     aux = db.get_db(cfg)["ZTF_alerts_aux"].find_one({"_id": "ZTF17aadcvhq"})
-    from broker.filters.inputs import filter_input
+    from kowalski.filters.inputs import filter_input
 
     view = filter_input(alert, aux, [1, 2, 3], "ztf")
     calls = photometry(alert, view, {0: 3, 1: 1, 2: 2, 3: 3}, 7, "ZTF17aadcvhq")

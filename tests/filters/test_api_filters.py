@@ -237,7 +237,7 @@ def test_stationary_fp_filter_on_the_packet_history(api):
     assert r.status_code == 200, r.text
     data = r.json()["data"]
     assert all(d["stationary_fp"] is True for d in data)
-    from broker.filters.inputs import filter_input
+    from kowalski.filters.inputs import filter_input
     from kowalski import db
     d = db.get_db(api.config)
     expected = []

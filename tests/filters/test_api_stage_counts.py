@@ -69,7 +69,7 @@ def test_object_ids_and_an_empty_selection(api):
 def test_a_stage_failing_at_run_time(api, config):
     """Alerts whose run fails at stage 2 are errors; they count after stage 1, which passes them
     alone. (Through the engine directly: the API's dry run refuses to save such a version.)"""
-    from broker.filters.backtest import evaluate_chunk
+    from kowalski.filters.backtest import evaluate_chunk
     from kowalski import db
 
     failing = [PIPELINE[0], {"$addFields": {"x": {"$divide": [1, {"$subtract": ["$candidate.fid", 1]}]}}},

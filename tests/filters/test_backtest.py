@@ -1,4 +1,4 @@
-"""Backtests (broker/filters/backtest.py and `kowalski filter backtest`) on the real 20231012 alerts,
+"""Backtests (kowalski/filters/backtest.py and `kowalski filter backtest`) on the real 20231012 alerts,
 in process, on a Dask cluster, and through the command line."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from broker.filters.backtest import BacktestError, backtest
+from kowalski.filters.backtest import BacktestError, backtest
 from broker.pipeline import ingest_files
 from kowalski import db
 from tests.conftest import ROOT, shared_data

@@ -1,6 +1,6 @@
 """The engine on real ZTF alerts (../shared/data/alerts/kowalski/ztf_alerts/20231012).
 
-Filter inputs are built as Kowalski's upstream pipeline does (broker.filters.inputs), from the
+Filter inputs are built as Kowalski's upstream pipeline does (kowalski.filters.inputs), from the
 alert documents and histories the broker's own mongify stage makes of the packets (each packet
 carries its prv_candidates and fp_hists).  Cross-matches are empty lists per catalog (no
 catalog data in ../shared/data).
@@ -16,7 +16,7 @@ import fastavro
 import pytest
 
 from mql import compile_pipeline
-from broker.filters.inputs import filter_input, upstream_pipeline
+from kowalski.filters.inputs import filter_input, upstream_pipeline
 from broker.stages.mongify import mongify
 from broker.surveys import get_survey
 from kowalski import db

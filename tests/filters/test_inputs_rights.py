@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from broker.filters.inputs import filter_input
+from kowalski.filters.inputs import filter_input
 from broker.pipeline import process_messages
 from broker.produce import read_alert_files
 from tests.conftest import shared_data

@@ -2,7 +2,7 @@
 
 The same engine the broker uses (never the database's ``aggregate``): alerts are read from
 ``<SURVEY>_alerts`` (without cutouts), their objects' aux documents in one query per chunk, each
-alert's input is built as Kowalski's upstream pipeline does (``broker.filters.inputs``, with
+alert's input is built as Kowalski's upstream pipeline does (``kowalski.filters.inputs``, with
 ``past_only`` as Kowalski's ``/filters/{id}/test``: only history points before the alert), and
 the compiled pipeline runs on it.  Chunks are evaluated on a Dask cluster when a client is given.
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from mql import compile_pipeline, compile_staged
-from .inputs import UPSTREAM, _spec, filter_input
+from kowalski.filters.inputs import UPSTREAM, _spec, filter_input
 
 MAX_OBJECT_IDS = 1000
 MAX_TIME_MS = 300000

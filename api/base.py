@@ -20,17 +20,8 @@ from typing import Any, Awaitable, Callable
 import tornado.web
 from bson import json_util
 from bson.errors import BSONError
-from pymongo.errors import (
-    AutoReconnect,
-    ConnectionFailure,
-    ExecutionTimeout,
-    NetworkTimeout,
-    OperationFailure,
-    PyMongoError,
-    ServerSelectionTimeoutError,
-)
-
 from api import auth as _auth
+from kowalski.db import DatabaseError, DatabaseUnavailable, QueryFailure, QueryTimeout
 
 log = logging.getLogger("kowalski.api")
 access_log = logging.getLogger("kowalski.api.access")
@@ -267,19 +258,19 @@ class BaseHandler(tornado.web.RequestHandler):
             status = e.status
         elif isinstance(e, tornado.web.HTTPError):
             status = e.status_code
-        elif isinstance(e, (ExecutionTimeout, NetworkTimeout, TimeoutError)):
+        elif isinstance(e, (*QueryTimeout, TimeoutError)):
             e = APIError(400, "ExecutionTimeout: the query exceeded its time limit (kwargs.max_time_ms); "
                               "narrow the query or raise max_time_ms")
             status = 400
-        elif isinstance(e, (ServerSelectionTimeoutError, ConnectionFailure, AutoReconnect)):
+        elif isinstance(e, DatabaseUnavailable):
             log.warning("database unavailable: %s", str(e).split(",")[0][:200])
             e = APIError(503, "database unavailable, try again later")
             status = 503
-        elif isinstance(e, OperationFailure):
+        elif isinstance(e, QueryFailure):
             detail = (e.details or {}).get("errmsg") or str(e).split(", full error")[0]
             e = APIError(400, f"OperationFailure: {detail}")
             status = 400
-        elif isinstance(e, PyMongoError):
+        elif isinstance(e, DatabaseError):
             e = APIError(400, f"{e.__class__.__name__}: {str(e).split(', full error')[0][:300]}")
             status = 400
         elif isinstance(e, (RecursionError,)):

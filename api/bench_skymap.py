@@ -29,7 +29,7 @@ def load_alerts(config, n: int, reload: bool, t0_jd: float) -> int:
 
     import numpy as np
 
-    from pymongo.errors import BulkWriteError
+    from kowalski.db import BulkWriteError
 
     from kowalski import db
     from kowalski.astro import position_documents

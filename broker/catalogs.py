@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from pymongo.errors import BulkWriteError
 from tqdm import tqdm
 
 from broker.stages.crossmatch import CacheWriter, collection_uuid
@@ -90,7 +89,7 @@ def read_table(path: Path) -> tuple[list[str], Iterator[dict], int]:
 def _insert(coll, docs: list[dict]) -> int:
     try:
         return len(coll.insert_many(docs, ordered=False).inserted_ids)
-    except BulkWriteError as exc:
+    except db.BulkWriteError as exc:
         dup = [e for e in exc.details.get("writeErrors", []) if e.get("code") == 11000]
         other = [e for e in exc.details.get("writeErrors", []) if e.get("code") != 11000]
         if other:

@@ -32,14 +32,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError
 
 from broker import metrics
+from kowalski import db
 from kowalski.config import Config
 
 log = logging.getLogger("kowalski.broker")
 
-DB_DOWN_ERRORS = (AutoReconnect, ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError)
+DB_DOWN_ERRORS = db.DatabaseUnavailable
 
 
 @dataclass
@@ -150,7 +150,6 @@ class AlertBroker:
         and outbox collections) before consuming anything, whatever database this is: a new one, one
         `kowalski up` never saw, one whose index was dropped. Waits for a database that is not up
         yet; refuses to start when repeated alerts block the unique index (DuplicateIdsError)."""
-        from kowalski import db
 
         delay = 1.0
         while not self.stop_event.is_set():

@@ -12,12 +12,31 @@ import threading
 from typing import Iterable
 
 import pymongo
-from pymongo import AsyncMongoClient, MongoClient
-from pymongo.errors import CollectionInvalid, OperationFailure, PyMongoError
+from pymongo import AsyncMongoClient, MongoClient, UpdateOne  # noqa: F401 - UpdateOne: bulk writes elsewhere
+from pymongo.errors import (  # noqa: F401 - BulkWriteError, DuplicateKeyError: caught elsewhere, named here
+    AutoReconnect,
+    BulkWriteError,
+    CollectionInvalid,
+    ConnectionFailure,
+    DuplicateKeyError,
+    ExecutionTimeout,
+    NetworkTimeout,
+    OperationFailure,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+)
 
 from kowalski.config import Config, redact
 
 log = logging.getLogger("kowalski.db")
+
+# The database's failures as the rest of the code catches them, without importing the driver
+# (with BulkWriteError, DuplicateKeyError and UpdateOne, imported above for the same reason):
+DatabaseError = PyMongoError                          # anything the database or the driver raised
+# down or unreachable (AutoReconnect, ServerSelectionTimeoutError and NetworkTimeout are ConnectionFailures)
+DatabaseUnavailable = (ServerSelectionTimeoutError, ConnectionFailure, AutoReconnect)
+QueryTimeout = (ExecutionTimeout, NetworkTimeout)     # a query past its max_time_ms / socket timeout
+QueryFailure = OperationFailure                       # the server refused the operation (``.details``)
 
 _clients: dict[tuple, MongoClient] = {}
 _lock = threading.Lock()

@@ -26,19 +26,11 @@ DRIVER_LAYER = {"kowalski/db.py"}
 
 # (file, imported module): the crossings still to remove (issue 14)
 KNOWN_CROSSINGS = {
-    ("api/handlers/filters.py", "broker.filters.backtest"),   # backtests: to move to the core
-    ("api/handlers/filters.py", "broker.filters.inputs"),     # what a filter sees: a survey fact
     ("api/bench.py", "broker.pipeline"),                       # the benchmark loads real alerts
     ("api/bench.py", "broker.catalogs"),
     ("api/bench.py", "broker.stages.crossmatch"),
-    ("kowalski/services/broker.py", "broker.produce"),         # `kowalski up` produces the demo night
 }
-KNOWN_DRIVER_USERS = {  # modules that still call the driver themselves instead of the database layer
-    "api/base.py", "api/bench_skymap.py", "api/handlers/classifications.py", "api/handlers/filters.py",
-    "api/handlers/queries.py", "api/handlers/skymap.py", "api/handlers/users.py", "broker/catalogs.py",
-    "broker/consumer.py", "broker/filters/runner.py", "broker/stages/crossmatch.py", "broker/stages/store.py",
-    "kowalski/cli.py",
-}
+KNOWN_DRIVER_USERS: set[str] = set()  # every module reaches the driver through kowalski/db.py now
 
 
 def _imports() -> list[tuple[str, str]]:

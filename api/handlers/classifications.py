@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import time
 
-from pymongo import UpdateOne
 
 from api.base import APIError, BaseHandler, authenticated
 from api.rights import Rights
 from kowalski import db as kdb
+from kowalski.db import UpdateOne
 
 KINDS = ("human_labels", "ml_scores")
 MAX_ALERTS = 10000

@@ -409,7 +409,7 @@ class Query:
         return await self._catalog_info(coll)
 
     async def _catalog_info(self, coll: str) -> dict:
-        from pymongo.errors import OperationFailure
+        from kowalski.db import QueryFailure as OperationFailure
         stats = None
         async with self.timed():
             try:

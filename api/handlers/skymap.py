@@ -26,11 +26,11 @@ import os
 import time
 from urllib.parse import urlparse
 
-from pymongo.errors import DuplicateKeyError
 
 from api.base import APIError, BaseHandler, authenticated
 from kowalski import contours as kcontours
 from kowalski import skymaps, voevent
+from kowalski.db import DuplicateKeyError
 from kowalski.skymaps import SkymapError
 
 log = logging.getLogger("kowalski.api.skymap")

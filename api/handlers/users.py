@@ -6,11 +6,11 @@ import asyncio
 import datetime as dt
 import re
 
-from pymongo.errors import DuplicateKeyError
 
 from api import auth
 from api.base import APIError, BaseHandler, admin_only
 from api.rights import validate_permissions
+from kowalski.db import DuplicateKeyError
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
 

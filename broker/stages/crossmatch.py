@@ -32,7 +32,6 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -40,7 +39,6 @@ import bson
 import numpy as np
 from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
-from pymongo.errors import PyMongoError
 from scipy.spatial import cKDTree
 
 from kowalski import db
@@ -204,7 +202,7 @@ def build_cache(config, name: str, attempts: int = 3) -> int:
         try:
             for chunk in _chunks(coll.find({}, batch_size=10_000), 10_000):
                 writer.add(chunk)
-        except PyMongoError as exc:
+        except db.DatabaseError as exc:
             writer.abort()
             if attempt == attempts:
                 raise
@@ -295,7 +293,7 @@ class CrossMatcher:
                 replaced = True
             try:
                 recreated = collection_uuid(self.config, name) != idx.uuid
-            except PyMongoError as exc:  # keep matching with what we have; the store step will pause
+            except db.DatabaseError as exc:  # keep matching with what we have; the store step will pause
                 log.warning("xmatch: cannot check %s for changes (%s); using the cached copy", name, exc)
                 return idx
             if replaced or recreated:

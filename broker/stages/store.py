@@ -22,8 +22,6 @@ from __future__ import annotations
 import logging
 from typing import Callable, Sequence
 
-from pymongo import UpdateOne
-from pymongo.errors import BulkWriteError
 
 from broker.stages import history as hist
 from kowalski import db
@@ -43,7 +41,7 @@ def insert_new(collection, docs: Sequence[dict]) -> list[bool]:
     try:
         # shallow copies: insert_many adds an _id to what it is given
         collection.insert_many([dict(d) for d in docs], ordered=False)
-    except BulkWriteError as exc:
+    except db.BulkWriteError as exc:
         errors = exc.details.get("writeErrors", [])
         others = [e for e in errors if e.get("code") != DUPLICATE_KEY]
         if others or exc.details.get("writeConcernErrors"):
@@ -108,4 +106,4 @@ def store(config, survey, docs: Sequence[dict], histories: Sequence[dict],
 
 def _update_op(oid, existing: dict, merged: dict):
     changed = {k: v for k, v in merged.items() if existing.get(k) != v and not (k not in existing and v == [])}
-    return UpdateOne({"_id": oid}, {"$set": changed}) if changed else None
+    return db.UpdateOne({"_id": oid}, {"$set": changed}) if changed else None

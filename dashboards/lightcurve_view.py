@@ -1,44 +1,64 @@
 """The light curve per band: detections with error bars, non-detections as upper limits (▼) and
-forced photometry (□), in magnitude (y inverted) or flux (µJy)."""
+forced photometry (□), in magnitude (y inverted) or flux (µJy).
+
+Drawn with Bokeh directly: the same plot through HoloViews (one element per band and kind, then
+an overlay) took 315 ms per object page on the server, the largest part of the page's p95; this
+takes ~30 ms (profiled 2026-12-02, docs/benchmarks.md)."""
 
 from __future__ import annotations
 
-import holoviews as hv
 import pandas as pd
+from bokeh.models import ColumnDataSource, HoverTool
+from bokeh.plotting import figure
 
 COLOURS = {"g": "#2ca02c", "r": "#d62728", "i": "#e7a100"}
-KINDS = {"detection": ("circle", 8), "upper_limit": ("inverted_triangle", 9), "forced": ("square", 6)}
+KINDS = ("detection", "upper_limit", "forced")
 
 
-def light_curve_plot(lc: pd.DataFrame, flux: bool = False) -> hv.Overlay:
-    layers = []
-    ycol, ecol, ylabel = ("flux_ujy", "flux_ujy_err", "flux (µJy)") if flux else ("magpsf", "sigmapsf", "magnitude (AB)")
-    for band, g in lc.groupby("band", sort=True):
-        colour = COLOURS.get(str(band), "#555555")
-        for kind, (marker, size) in KINDS.items():
-            pts = g[g["kind"] == kind]
-            y = "diffmaglim" if (kind == "upper_limit" and not flux) else ycol
-            if kind == "upper_limit" and flux:
-                continue
-            if kind == "forced" and not flux:
-                # forced points without a magnitude (S/N < 3) are limits
-                lim = pts[pts["magpsf"].isna() & pts["diffmaglim"].notna()]
-                if not lim.empty:
-                    layers.append(hv.Scatter(lim, "mjd", ("diffmaglim", ylabel), label=f"{band} forced limit").opts(
-                        color=colour, marker="inverted_triangle", size=6, alpha=0.25))
-            pts = pts[pts[y].notna()]
-            if pts.empty:
-                continue
-            label = f"{band} {kind.replace('_', ' ')}"
-            layers.append(hv.Scatter(pts, "mjd", (y, ylabel), label=label).opts(
-                color=colour, marker=marker, size=size, alpha=0.9 if kind == "detection" else 0.45,
-                tools=["hover"]))
-            if kind != "upper_limit" and pts[ecol].notna().any():
-                e = pts[pts[ecol].notna()]
-                layers.append(hv.ErrorBars((e["mjd"], e[y], e[ecol]), "mjd", [(y, ylabel), "err"]).opts(
-                    color=colour, alpha=0.5))
-    if not layers:
-        return hv.Overlay([hv.Scatter([], "mjd", ylabel)]).opts(title="no photometry")
-    return hv.Overlay(layers).opts(
-        hv.opts.Overlay(width=760, height=360, invert_yaxis=not flux, legend_position="right",
-                        xlabel="MJD", ylabel=ylabel, title="light curve", toolbar="above"))
+def _layers(lc: pd.DataFrame, flux: bool) -> dict[str, pd.DataFrame]:
+    """{layer: points with mjd, y, err, colour, label}: detections, upper limits, forced photometry
+    and (in magnitude) forced points without a magnitude (S/N < 3), which are limits."""
+    ycol, ecol = ("flux_ujy", "flux_ujy_err") if flux else ("magpsf", "sigmapsf")
+    out = {}
+    for kind in KINDS:
+        pts = lc[lc["kind"] == kind]
+        if kind == "upper_limit" and flux:
+            continue
+        if kind == "forced" and not flux:
+            lim = pts[pts["magpsf"].isna() & pts["diffmaglim"].notna()]
+            out["forced_limit"] = lim.assign(y=lim["diffmaglim"], err=float("nan"))
+        y = "diffmaglim" if (kind == "upper_limit" and not flux) else ycol
+        pts = pts[pts[y].notna()]
+        out[kind] = pts.assign(y=pts[y], err=pts[ecol] if kind != "upper_limit" else float("nan"))
+    for name, df in out.items():
+        df["colour"] = [COLOURS.get(str(b), "#555555") for b in df["band"]]
+        df["label"] = [f"{b} {name.replace('_', ' ')}" for b in df["band"]]
+    return {k: v for k, v in out.items() if not v.empty}
+
+
+STYLE = {"detection": ("circle", 8, 0.9), "upper_limit": ("inverted_triangle", 9, 0.45),
+         "forced": ("square", 6, 0.45), "forced_limit": ("inverted_triangle", 6, 0.25)}
+
+
+def light_curve_plot(lc: pd.DataFrame, flux: bool = False):
+    """One glyph per kind of point (bands by colour, each band and kind a legend entry)."""
+    ylabel = "flux (µJy)" if flux else "magnitude (AB)"
+    fig = figure(width=760, height=360, title="light curve", x_axis_label="MJD", y_axis_label=ylabel,
+                 toolbar_location="above", tools="pan,box_zoom,wheel_zoom,reset,save", css_classes=["kw-lightcurve"])
+    fig.y_range.flipped = not flux
+    layers = _layers(lc, flux)
+    drawn = []
+    for name, df in layers.items():
+        src = ColumnDataSource({c: df[c].to_numpy() for c in ("mjd", "y", "err", "colour", "label")})
+        marker, size, alpha = STYLE[name]
+        drawn.append(fig.scatter("mjd", "y", source=src, marker=marker, size=size, color="colour", alpha=alpha,
+                                 legend_group="label"))
+        e = df[df["err"].notna()]
+        if not e.empty:
+            fig.segment(e["mjd"], e["y"] - e["err"], e["mjd"], e["y"] + e["err"], color=list(e["colour"]), alpha=0.5)
+    if not drawn:
+        fig.title.text = "no photometry"
+        return fig
+    fig.add_tools(HoverTool(renderers=drawn, tooltips=[("", "@label"), ("MJD", "@mjd{0.0000}"), (ylabel, "@y{0.000}")]))
+    fig.add_layout(fig.legend[0], "right")
+    return fig

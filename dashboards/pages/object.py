@@ -146,7 +146,7 @@ def render(session, survey: str, name: str, body: pn.Column) -> None:
 
     lc = light_curve_frame(alerts, aux, survey)
     mode = pn.widgets.RadioButtonGroup(options=["magnitude", "flux (µJy)"], value="magnitude")
-    lc_pane = pn.pane.HoloViews(light_curve_plot(lc), css_classes=["kw-lightcurve"])
+    lc_pane = pn.pane.Bokeh(light_curve_plot(lc))
     mode.param.watch(lambda e: setattr(lc_pane, "object", light_curve_plot(lc, flux=e.new != "magnitude")), "value")
     counts = lc["kind"].value_counts().to_dict()
     lc_note = pn.pane.Markdown(", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(counts.items())),

@@ -1,6 +1,8 @@
 """``kowalski bench dashboards``: page loads in a real browser (Debian's chromium driven by
 Playwright), logged in through the hub: the alert browser from navigation to its first page of
-results listed, the object page to its three cutouts and light curve drawn; prints p50/p95.
+results listed, the object page to its three cutouts and light curve drawn, and a backtest of one
+night on the filter page from the click to its first counts (a filter made for it through the API,
+deleted after); prints p50/p95.
 
     kowalski bench dashboards --hub-url http://127.0.0.1:8000 --object ZTF17aadcvhq -n 20
 (user and password default to the Kowalski admin of the config)."""
@@ -30,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser, config) -> None:
     p.add_argument("--survey", default="ztf")
     p.add_argument("--object", default="ZTF17aadcvhq")
     p.add_argument("-n", type=int, default=20, help="loads of each page (after one warm-up load)")
+    p.add_argument("--night", default="2023-10-12", help="the night (UTC date) the filter page backtests")
 
 
 def register(sub) -> None:
@@ -68,9 +71,52 @@ def _timed(page, url: str, ready, n: int, what: str) -> np.ndarray:
     return np.array(times)
 
 
-def _report(what: str, t: np.ndarray) -> None:
-    print(f"{what} over {len(t)} loads: p50 {np.percentile(t, 50):.2f} s, p95 {np.percentile(t, 95):.2f} s, "
+def _report(what: str, t: np.ndarray, unit: str = "loads") -> None:
+    print(f"{what} over {len(t)} {unit}: p50 {np.percentile(t, 50):.2f} s, p95 {np.percentile(t, 95):.2f} s, "
           f"max {t.max():.2f} s", flush=True)
+
+
+BACKTEST_PIPELINE = [{"$match": {"candidate.drb": {"$gt": 0.5}}}, {"$match": {"candidate.magpsf": {"$lt": 19.5}}},
+                     {"$project": {"_id": 0, "candid": 1, "objectId": 1}}]
+# the text of the backtest's stage counts (a Markdown pane inside Bokeh's shadow roots)
+COUNTS_TEXT = ("() => { let t = ''; const walk = e => { if (e.shadowRoot) walk(e.shadowRoot);"
+               " for (const c of e.children || []) { if (c.classList && c.classList.contains('kw-stage-counts'))"
+               " t += (c.shadowRoot ? c.shadowRoot.textContent : '') + c.textContent; walk(c); } };"
+               " walk(document.body); return t; }")
+
+
+def _backtests(page, base: str, a, n: int) -> np.ndarray:
+    """The filter page opened afresh ``n`` times (after a warm-up), a backtest of one night asked
+    each time: seconds from the click to the stage counts shown."""
+    from astropy.time import Time
+
+    from kowalski.client import connect
+
+    client = connect(str(load_config()["api"]["url"]), username=a.username, password=a.password)
+    filter_id = 900_000 + int(time.time()) % 100_000
+    client.save_filter(1, filter_id, BACKTEST_PIPELINE, permissions=[1])
+    start = Time(a.night).jd
+    try:
+        times = []
+        for i in range(n + 1):
+            page.goto(f"{base}/filters/{filter_id}", timeout=120_000)
+            while not page.locator("input[placeholder='2460230.5']").count():
+                page.wait_for_timeout(50)
+            page.wait_for_timeout(500)  # the page's own first load (the filter's versions) settles
+            for sel, value in (("input[placeholder='2460229.5 or 2023-10-12']", start), ("input[placeholder='2460230.5']", start + 1)):
+                page.locator(sel).first.fill(str(value))
+                page.locator(sel).first.press("Tab")
+            t0 = time.perf_counter()
+            page.locator("button", has_text="Run backtest").first.click()
+            while "Alerts remaining after each stage" not in page.evaluate(COUNTS_TEXT):
+                page.wait_for_timeout(20)
+            dt = time.perf_counter() - t0
+            if i:
+                times.append(dt)
+            print(f"backtest of {a.night} {i}: {dt:.2f} s{' (warm-up, not counted)' if not i else ''}", flush=True)
+        return np.array(times)
+    finally:
+        client.request("DELETE", f"/api/filters/{filter_id}")
 
 
 def run(a) -> int:
@@ -88,9 +134,11 @@ def run(a) -> int:
         page.wait_for_url("**/services/dashboards/object*", timeout=120_000)
         alerts = _timed(page, f"{base}/alerts", lambda: _listed(page), a.n, "alert browser")
         objects = _timed(page, url, lambda: OBJECT_DRAWN <= set(page.evaluate(DRAWN)), a.n, "object page")
+        backtests = _backtests(page, base, a, max(3, a.n // 4))
         b.close()
     _report("alert browser (first page of 100 alerts listed)", alerts)
     _report(f"object page ({a.object}: 3 cutouts + light curve)", objects)
+    _report(f"backtest of the night {a.night} (click to the stage counts)", backtests, "runs")
     return 0
 
 

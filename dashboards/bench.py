@@ -57,13 +57,21 @@ def _listed(page) -> bool:
     return page.evaluate(_RESULTS_ROWS) > 0
 
 
+def _until(page, ready, what: str, deadline_s: float = 60.0) -> None:
+    """Poll ``ready`` every 20 ms; a page that never gets there stops the benchmark, saying which."""
+    end = time.monotonic() + deadline_s
+    while not ready():
+        if time.monotonic() > end:
+            raise SystemExit(f"kowalski bench dashboards: {what} not ready after {deadline_s:.0f} s ({page.url})")
+        page.wait_for_timeout(20)
+
+
 def _timed(page, url: str, ready, n: int, what: str) -> np.ndarray:
     times = []
     for i in range(n + 1):  # the first load warms the server's imports: not counted
         t0 = time.perf_counter()
         page.goto(url, timeout=120_000)
-        while not ready():
-            page.wait_for_timeout(20)
+        _until(page, ready, what)
         dt = time.perf_counter() - t0
         if i:
             times.append(dt)
@@ -100,16 +108,14 @@ def _backtests(page, base: str, a, n: int) -> np.ndarray:
         times = []
         for i in range(n + 1):
             page.goto(f"{base}/filters/{filter_id}", timeout=120_000)
-            while not page.locator("input[placeholder='2460230.5']").count():
-                page.wait_for_timeout(50)
+            _until(page, lambda: page.locator("input[placeholder='2460230.5']").count(), "the filter page's form")
             page.wait_for_timeout(500)  # the page's own first load (the filter's versions) settles
             for sel, value in (("input[placeholder='2460229.5 or 2023-10-12']", start), ("input[placeholder='2460230.5']", start + 1)):
                 page.locator(sel).first.fill(str(value))
                 page.locator(sel).first.press("Tab")
             t0 = time.perf_counter()
             page.locator("button", has_text="Run backtest").first.click()
-            while "Alerts remaining after each stage" not in page.evaluate(COUNTS_TEXT):
-                page.wait_for_timeout(20)
+            _until(page, lambda: "Alerts remaining after each stage" in page.evaluate(COUNTS_TEXT), "the backtest's counts")
             dt = time.perf_counter() - t0
             if i:
                 times.append(dt)

@@ -46,10 +46,15 @@ class LabelsView:
         self.view = pn.Column(pn.pane.Markdown("### Your classification"), pn.Row(self.name, self.value, self.add),
                               self.table, self.remove, self.message)
 
-    def show(self, candid: int) -> None:
+    def fetch(self, candid: int) -> dict:
+        """The API's answer for the alert's classifications (a 404 when it has none)."""
+        return self.client.request("GET", f"/api/classifications/{self.survey}/{int(candid)}", ok=(404,))
+
+    def show(self, candid: int, answer: dict | None = None) -> None:
+        """Show an alert's labels (``answer``: ``fetch``'s, when already fetched)."""
         self.candid = int(candid)
         self.message.objects = []
-        answer = self.client.request("GET", f"/api/classifications/{self.survey}/{self.candid}", ok=(404,))
+        answer = answer if answer is not None else self.fetch(candid)
         self.table.value = labels_frame(answer.get("data") if answer.get("status") == "success" else None)
 
     def _change(self, method: str) -> None:

@@ -4,6 +4,8 @@ left as on the sky."""
 
 from __future__ import annotations
 
+import functools
+
 import holoviews as hv
 import pandas as pd
 
@@ -12,8 +14,16 @@ POINTS_MAX = 3_000      # above this many, a datashader image instead of glyphs
 OPTS = dict(width=440, height=330, invert_xaxis=True, xlabel="RA (deg)", ylabel="Dec (deg)")
 
 
+@functools.cache
+def holoviews_ready() -> None:
+    """HoloViews' Bokeh backend, loaded once per Panel server (40 ms a call: it was called for every
+    page load, though only this plot uses HoloViews)."""
+    hv.extension("bokeh", logo=False)
+
+
 def sky_plot(positions: pd.DataFrame, total: int):
     """``positions``: columns ra, dec (degrees); ``total``: how many results the search has."""
+    holoviews_ready()
     pts = positions[["ra", "dec"]].apply(pd.to_numeric, errors="coerce").dropna()
     shown = f"{len(pts):,}" + (f" of {total:,}" if total > len(pts) else "")
     points = hv.Points(pts, ["ra", "dec"])

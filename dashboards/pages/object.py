@@ -127,8 +127,10 @@ def render(session, survey: str, name: str, body: pn.Column) -> None:
                            f"programs you have no rights to).", "warning"))
         return
     latest = alerts[-1]
-    # the object's aux document and the latest stamps at once: the page waits for the slower one only
+    # the object's aux document, the latest alert's labels and stamps at once: the page waits for the slowest only
+    labels = LabelsView(client, survey)
     aux_job = FETCHERS.submit(client.object, name, catalog)
+    labels_job = FETCHERS.submit(labels.fetch, int(latest["candid"]))
     stamps = fetch_fits(client, survey, int(latest["candid"]))
     aux = aux_job.result()
     bands = BANDS.get(survey, {})
@@ -141,8 +143,7 @@ def render(session, survey: str, name: str, body: pn.Column) -> None:
 
     cutouts = CutoutView(client, survey, catalog, name)
     cutouts.show(int(latest["candid"]), stamps)
-    labels = LabelsView(client, survey)
-    labels.show(int(latest["candid"]))
+    labels.show(int(latest["candid"]), labels_job.result())
 
     lc = light_curve_frame(alerts, aux, survey)
     mode = pn.widgets.RadioButtonGroup(options=["magnitude", "flux (µJy)"], value="magnitude")

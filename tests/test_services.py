@@ -92,8 +92,11 @@ def test_up_twice_status_down(instance):
     assert "started" in first.stdout
     pids = sorted(processes_mentioning(str(var)))
     assert pids, "no service process found"
+    # the broker's `broker replay` put the shared real nights into the new Kafka, once
+    assert "replayed" in first.stdout and "real ZTF alerts" in first.stdout, first.stdout
     second = kowalski("up", env=env)
     assert second.returncode == 0, second.stderr
+    assert "replayed" not in second.stdout, second.stdout
     n_services = len(all_services(load_config(environ=env)))
     assert n_services >= 3  # database, kafka, broker (+ api)
     assert second.stdout.count("already running") == n_services

@@ -1,9 +1,8 @@
 """`kowalski bench api`: latency and throughput of the API on an archive of N alerts.
 
-1. Loads N alerts into a benchmark database (default ``kowalski_bench_api``): the real ZTF sample
-   alerts are ingested through the broker's store path, then replicated with fresh candid/objectId
-   (``publisher`` marks them synthetic) and positions spread within 1° of the originals, with one
-   aux document per object. Kept between runs; ``--reload`` rebuilds it.
+1. Has the broker's `kowalski bench archive` load N alerts into a benchmark database (default
+   ``kowalski_bench_api``; broker/bench_archive.py says how). Kept between runs; ``--reload``
+   rebuilds it.
 2. Starts ``kowalski api`` on a free port against it and logs in as a public-only user, so every
    query pays for the data-rights rewriting.
 3. For each scenario, 16 concurrent clients (one asyncio loop, keep-alive connections) send
@@ -15,7 +14,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import os
 import random
@@ -26,12 +24,11 @@ import sys
 import time
 from pathlib import Path
 
-from kowalski import sky
 from kowalski.bench import percentile
 
 SCENARIOS = ("find_objectid", "cone_2arcsec", "cone_60arcsec", "cone_2arcsec_catalog", "cone_60arcsec_catalog",
              "count", "aggregate", "cutout_png")
-CATALOG = "bench_catalog"
+CATALOG = "bench_catalog"  # built by `kowalski bench archive` (broker/bench_archive.py)
 NO_CUTOUTS = {"_id": 0, "cutoutScience": 0, "cutoutTemplate": 0, "cutoutDifference": 0}
 
 
@@ -39,85 +36,17 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def _ensure_catalog(config, sources: int) -> None:
-    """A synthetic catalog around the sample alerts, for the catalog cones (built once, kept)."""
-    from broker.stages.crossmatch import load_catalog_index
-    if load_catalog_index(config, CATALOG).count != sources:
-        from broker.catalogs import synth_catalog
-        _say(f"building {CATALOG} with {sources:,} sources (once) ...")
-        synth_catalog(config, CATALOG, sources, seed=3, progress=True)  # 2dsphere where queries use it
-
-
-def load_archive(config, n: int, reload: bool, catalog_sources: int = 100_000) -> dict:
-    """Make the benchmark database hold n alerts; returns sample ids and positions to query."""
+def load_archive(config, env: dict, n: int, reload: bool, catalog_sources: int) -> dict:
+    """The benchmark archive, built by the broker's `kowalski bench archive` (a command: the API
+    imports nothing from the broker); returns sample ids and positions to query."""
     from kowalski import db
-    d = db.get_db(config)
-    coll = d["ZTF_alerts"]
-    have = coll.estimated_document_count() if "ZTF_alerts" in d.list_collection_names() else 0
-    if reload or have != n:
-        _say(f"loading {n} alerts into database {config['database']['name']!r} (had {have}) ...")
-        db.client(config).drop_database(config["database"]["name"])
-        from broker.pipeline import ingest_files
-        root = config.path("paths.data") / "alerts" / "kowalski" / "ztf_alerts"
-        ingest_files(config, "ztf", [root / "20200202", root / "20231012"])
-        originals = list(coll.find({}))
-        aux = {a["_id"]: a for a in d["ZTF_alerts_aux"].find({})}
-        remaining = n - len(originals)
-        if remaining < 0:
-            raise SystemExit(f"N must be at least {len(originals)} (the real sample alerts)")
-        rng = random.Random(42)
-        t0 = time.monotonic()
-        coll.drop_indexes()  # bulk path: documents first, indexes built once at the end
-        k, done, batch, aux_batch, seen = 0, 0, [], [], set()
-
-        def flush():
-            hpx = sky.pixels([b["candidate"]["ra"] for b in batch], [b["candidate"]["dec"] for b in batch]).tolist()
-            for b, h in zip(batch, hpx):
-                b["coordinates"]["healpix"] = h
-            coll.insert_many(batch, ordered=False)
-            if aux_batch:
-                d["ZTF_alerts_aux"].insert_many(aux_batch, ordered=False)
-        while done < remaining:
-            k += 1
-            for orig in originals:
-                if done >= remaining:
-                    break
-                doc = copy.copy(orig)
-                doc.pop("_id", None)
-                candid = 3 * 10**18 + done
-                oid = f"{orig['objectId']}S{k}"  # synthetic object (a new id per copy round)
-                ra0, dec0 = orig["candidate"]["ra"], orig["candidate"]["dec"]
-                dec = max(-89.9, min(89.9, dec0 + rng.uniform(-1, 1)))
-                ra = (ra0 + rng.uniform(-1, 1)) % 360.0
-                doc["candid"], doc["objectId"] = candid, oid
-                doc["publisher"] = f"kowalski synthetic copy of candid {orig['candid']}"
-                # copy round k is k days later: the archive spans years, as a real one does, so a
-                # JD window holds one night's alerts, not two thirds of the archive
-                doc["candidate"] = {**orig["candidate"], "candid": candid, "ra": ra, "dec": dec,
-                                    "jd": orig["candidate"]["jd"] + k}
-                doc["coordinates"] = {**orig["coordinates"], "radec_geojson": {"type": "Point", "coordinates": [ra - 180.0, dec]}}
-                # (healpix: set per batch in flush)
-                batch.append(doc)
-                a = aux.get(orig["objectId"])
-                if a is not None and oid not in seen:
-                    seen.add(oid)
-                    aux_batch.append({**a, "_id": oid})
-                done += 1
-                if len(batch) >= 500:
-                    flush()
-                    batch, aux_batch = [], []
-                    rate = done / (time.monotonic() - t0)
-                    _say(f"  {done + len(originals)}/{n} alerts ({rate:.0f}/s, ~{(remaining - done) / rate:.0f} s left)")
-        if batch:
-            flush()
-        t1 = time.monotonic()
-        db.ensure_survey(config, "ztf")
-        _say(f"loaded {coll.estimated_document_count()} alerts in {time.monotonic() - t0:.0f} s "
-             f"(indexes built after, in {time.monotonic() - t1:.0f} s)")
-    _ensure_catalog(config, catalog_sources)
-    sample = list(coll.aggregate([{"$sample": {"size": 500}},
-                                  {"$project": {"_id": 0, "candid": 1, "objectId": 1, "candidate.ra": 1,
-                                                "candidate.dec": 1, "candidate.jd": 1}}]))
+    cmd = [sys.executable, "-m", "kowalski.cli", "bench", "archive", "-n", str(n), "--catalog-sources",
+           str(catalog_sources), "--database", config["database"]["name"]] + (["--reload"] if reload else [])
+    if subprocess.run(cmd, env=env, cwd=str(config.root)).returncode != 0:
+        raise SystemExit("kowalski bench archive failed (see above)")
+    sample = list(db.get_db(config)["ZTF_alerts"].aggregate([
+        {"$sample": {"size": 500}},
+        {"$project": {"_id": 0, "candid": 1, "objectId": 1, "candidate.ra": 1, "candidate.dec": 1, "candidate.jd": 1}}]))
     return {"alerts": sample}
 
 
@@ -264,7 +193,7 @@ def main(args) -> int:
     config = load_config(environ=env)
     from kowalski import db
     db.ensure_indexes(config)
-    info = load_archive(config, args.alerts, args.reload, args.catalog_sources)
+    info = load_archive(config, env, args.alerts, args.reload, args.catalog_sources)
     from api.cones import choose_mode
     pixels = choose_mode(config, {ix["name"] for ix in db.get_db(config)["ZTF_alerts"].list_indexes()},
                          "ZTF_alerts") == "healpix"

@@ -19,9 +19,11 @@ from kowalski.config import load_config
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-DRAWN = ("() => { const found = []; const walk = n => { if (n.shadowRoot) walk(n.shadowRoot);"
-         " for (const c of n.children || []) { if (c.classList && [...c.classList].some(k => k.startsWith('kw-')))"
-         " found.push(...c.classList); walk(c); } }; walk(document.body); return found; }")
+# the elements with a CSS class, anywhere in Bokeh's shadow roots: how many, and their text
+FIND = ("(cls) => { let n = 0, text = ''; const walk = e => { if (e.shadowRoot) walk(e.shadowRoot);"
+        " for (const c of e.children || []) { if (c.classList && c.classList.contains(cls)) { n++;"
+        " text += (c.shadowRoot ? c.shadowRoot.textContent : '') + c.textContent; } walk(c); } };"
+        " walk(document.body); return {n, text}; }")
 OBJECT_DRAWN = {"kw-cutout-science", "kw-cutout-template", "kw-cutout-difference", "kw-lightcurve"}
 
 
@@ -41,20 +43,8 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(p, load_config())
-    return run(p.parse_args(argv))
-
-
-# the alert browser's Tabulator rows (inside Bokeh's shadow roots)
-_RESULTS_ROWS = ("() => { let n = 0; const walk = e => { if (e.shadowRoot) walk(e.shadowRoot);"
-                 " for (const c of e.children || []) { if (c.classList && c.classList.contains('tabulator-row')) n++;"
-                 " walk(c); } }; walk(document.body); return n; }")
-
-
-def _listed(page) -> bool:
-    return page.evaluate(_RESULTS_ROWS) > 0
+def _found(page, cls: str) -> dict:
+    return page.evaluate(FIND, cls)
 
 
 def _until(page, ready, what: str, deadline_s: float = 60.0) -> None:
@@ -86,13 +76,6 @@ def _report(what: str, t: np.ndarray, unit: str = "loads") -> None:
 
 BACKTEST_PIPELINE = [{"$match": {"candidate.drb": {"$gt": 0.5}}}, {"$match": {"candidate.magpsf": {"$lt": 19.5}}},
                      {"$project": {"_id": 0, "candid": 1, "objectId": 1}}]
-# the text of the backtest's stage counts (a Markdown pane inside Bokeh's shadow roots)
-COUNTS_TEXT = ("() => { let t = ''; const walk = e => { if (e.shadowRoot) walk(e.shadowRoot);"
-               " for (const c of e.children || []) { if (c.classList && c.classList.contains('kw-stage-counts'))"
-               " t += (c.shadowRoot ? c.shadowRoot.textContent : '') + c.textContent; walk(c); } };"
-               " walk(document.body); return t; }")
-
-
 def _backtests(page, base: str, a, n: int) -> np.ndarray:
     """The filter page opened afresh ``n`` times (after a warm-up), a backtest of one night asked
     each time: seconds from the click to the stage counts shown."""
@@ -115,7 +98,7 @@ def _backtests(page, base: str, a, n: int) -> np.ndarray:
                 page.locator(sel).first.press("Tab")
             t0 = time.perf_counter()
             page.locator("button", has_text="Run backtest").first.click()
-            _until(page, lambda: "Alerts remaining after each stage" in page.evaluate(COUNTS_TEXT), "the backtest's counts")
+            _until(page, lambda: "Alerts remaining after each stage" in _found(page, "kw-stage-counts")["text"], "the backtest's counts")
             dt = time.perf_counter() - t0
             if i:
                 times.append(dt)
@@ -138,15 +121,11 @@ def run(a) -> int:
         page.fill("#password_input", a.password)
         page.click("#login_submit")
         page.wait_for_url("**/services/dashboards/object*", timeout=120_000)
-        alerts = _timed(page, f"{base}/alerts", lambda: _listed(page), a.n, "alert browser")
-        objects = _timed(page, url, lambda: OBJECT_DRAWN <= set(page.evaluate(DRAWN)), a.n, "object page")
+        alerts = _timed(page, f"{base}/alerts", lambda: _found(page, "tabulator-row")["n"] > 0, a.n, "alert browser")
+        objects = _timed(page, url, lambda: all(_found(page, c)["n"] for c in OBJECT_DRAWN), a.n, "object page")
         backtests = _backtests(page, base, a, max(3, a.n // 4))
         b.close()
     _report("alert browser (first page of 100 alerts listed)", alerts)
     _report(f"object page ({a.object}: 3 cutouts + light curve)", objects)
     _report(f"backtest of the night {a.night} (click to the stage counts)", backtests, "runs")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -21,7 +21,7 @@ from kowalski.cutouts import CMAPS, INTERVALS, STRETCHES, colour_table, normaliz
 
 CUTOUTS = ("science", "template", "difference")
 INTERVAL_LABELS = {"zscale": "zscale", "min_max": "min-max", "asymmetric_percentile": "percentile (1–100 %)"}
-FETCHERS = ThreadPoolExecutor(6, thread_name_prefix="cutouts")  # the three stamps of a page load at once
+FETCHERS = ThreadPoolExecutor(6, thread_name_prefix="fetch")  # a page's API calls at once (stamps, aux, labels)
 
 
 def fetch_fits(client, survey: str, candid: int) -> dict[str, bytes]:

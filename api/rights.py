@@ -13,9 +13,11 @@ Every query a non-admin sends is rewritten here before it reaches the database:
 * ``$where``, ``$function``, ``$accumulator``, ``$out`` and ``$merge`` are refused anywhere in a
   request, for everyone.
 
-What each user may see: the survey's public program ids (``permissions.surveys.<survey>.public``)
-plus those granted in the user's ``permissions`` document (``{survey: [programids]}``). The admin
-(``admin.username``) sees everything.
+What each user may see: the survey's public program ids (its definition's ``public_programids``,
+config ``surveys.<survey>.public_programids``) plus those granted in the user's ``permissions``
+document (``{survey: [programids]}``). Which fields carry program ids, and which history arrays are
+filtered, is the survey definition's (``kowalski.surveys``), the same the filters' input uses. The
+admin (``admin.username``) sees everything.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from bson import json_util
 
 from api.base import APIError
 from kowalski.config import Config
+from kowalski.surveys import Survey, get_survey
 
 FORBIDDEN_OPERATORS = frozenset({"$where", "$function", "$accumulator", "$out", "$merge"})
 MAX_DEPTH = 100
@@ -92,21 +95,21 @@ class Rights:
         self.config = config
         self.is_admin = is_admin
         self.system = system_collections(config)
-        # collection name -> (kind, survey rules, allowed ids)
-        self.rules: dict[str, tuple[str, dict, list[int]]] = {}
+        # collection name -> (kind, survey definition, allowed ids)
+        self.rules: dict[str, tuple[str, Survey, list[int]]] = {}
         granted = (user or {}).get("permissions") or {}
         if is_admin:
             return
-        for survey, rule in ((config.get("permissions") or {}).get("surveys") or {}).items():
-            if survey not in config["surveys"] or not rule or not rule.get("alert_field"):
+        for name in config["surveys"]:
+            survey = get_survey(name, config)
+            if not survey.has_programids:
                 continue
-            extra = granted.get(survey) if isinstance(granted, dict) else None
-            ids = sorted(set(rule.get("public") or []) | set(i for i in (extra or []) if isinstance(i, int)))
-            prefix = config["surveys"][survey]["prefix"]
-            self.rules[f"{prefix}_alerts"] = ("alerts", rule, ids)
-            self.rules[f"{prefix}_alerts_classifications"] = ("classifications", rule, ids)
-            if rule.get("history_field") and rule.get("history_arrays"):
-                self.rules[f"{prefix}_alerts_aux"] = ("aux", rule, ids)
+            extra = granted.get(survey.name) if isinstance(granted, dict) else None
+            ids = sorted(set(survey.public_programids) | set(i for i in (extra or []) if isinstance(i, int)))
+            self.rules[survey.alerts_collection] = ("alerts", survey, ids)
+            self.rules[survey.classifications_collection] = ("classifications", survey, ids)
+            if survey.restricts_history:
+                self.rules[survey.aux_collection] = ("aux", survey, ids)
 
     # --- collections -------------------------------------------------------------------
     def check_collection(self, name: Any, what: str = "catalog") -> str:
@@ -131,7 +134,7 @@ class Rights:
         rule = self.rules.get(coll)
         if not rule or rule[0] == "aux":
             return None
-        field = rule[1]["alert_field"] if rule[0] == "alerts" else "programid"
+        field = rule[1].programid_field if rule[0] == "alerts" else "programid"
         # one program id as an equality: the embedded server answers {programid, jd} from the
         # compound index, but plans an $in as a collection scan (a jd-window count: 22 ms -> 2)
         return {field: rule[2][0]} if len(rule[2]) == 1 else {field: {"$in": rule[2]}}
@@ -158,8 +161,8 @@ class Rights:
         if not rule or rule[0] != "aux":
             return []
         fields = {}
-        hf = rule[1]["history_field"]
-        for arr in rule[1]["history_arrays"]:
+        hf = rule[1].history_programid_field
+        for arr in rule[1].history_arrays:
             fields[arr] = {"$cond": [
                 {"$isArray": f"${arr}"},
                 {"$filter": {"input": f"${arr}", "as": "point", "cond": {"$in": [f"$$point.{hf}", rule[2]]}}},
@@ -172,7 +175,7 @@ class Rights:
         rule = self.rules.get(coll)
         if not rule or rule[0] != "aux":
             return False
-        return _mentions(obj, [*rule[1]["history_arrays"], "$expr", "$$ROOT", "$$CURRENT", "$jsonSchema"])
+        return _mentions(obj, [*rule[1].history_arrays, "$expr", "$$ROOT", "$$CURRENT", "$jsonSchema"])
 
     # --- pipelines ---------------------------------------------------------------------
     def rewrite_pipeline(self, coll: str, pipeline: Any, prefix: bool = True, where: str = "pipeline") -> list:

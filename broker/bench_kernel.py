@@ -17,7 +17,7 @@ import numpy as np
 from broker.stages.decode import decode
 from broker.stages.ml import Classifier, feature_value, prepare_triplets, run_model
 from broker.stages.mongify import mongify
-from broker.surveys import get_survey
+from kowalski.surveys import get_survey
 
 ZTF_SAMPLES = ("alerts/kowalski/ztf_alerts",)
 

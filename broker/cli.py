@@ -43,7 +43,7 @@ def cmd_broker(args) -> int:
             print(line, flush=True)
         return 0
     from broker.consumer import run_broker
-    from broker.surveys import get_survey
+    from kowalski.surveys import get_survey
 
     surveys = [s.strip().lower() for part in (args.survey or config["broker"]["surveys"]) for s in str(part).split(",")]
     for s in surveys:

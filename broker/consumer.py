@@ -58,7 +58,7 @@ def librdkafka_regex(pattern: str) -> str:
 
 
 def topic_patterns(config: Config, survey: str) -> str:
-    from broker.surveys import get_survey
+    from kowalski.surveys import get_survey
 
     pattern = get_survey(survey, config).topic_pattern
     return pattern if pattern.startswith("^") else "^" + pattern

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
 
-from broker.errors import AlertError
+from kowalski.errors import AlertError
 from broker.stages import store as store_stage
 from broker.stages.crossmatch import CrossMatcher
 from broker.stages.decode import decode
 from broker.stages.ml import Classifier
 from broker.stages.mongify import mongify
-from broker.surveys import get_survey
+from kowalski.surveys import get_survey
 
 log = logging.getLogger("kowalski.broker.pipeline")
 

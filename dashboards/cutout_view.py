@@ -17,6 +17,7 @@ import panel as pn
 from bokeh.models import ColumnDataSource, LinearColorMapper
 from bokeh.plotting import figure
 
+from kowalski.surveys import get_survey
 from kowalski.cutouts import CMAPS, INTERVALS, STRETCHES, colour_table, normalize, north_up_east_left, read_fits
 
 CUTOUTS = ("science", "template", "difference")
@@ -33,10 +34,11 @@ def fetch_fits(client, survey: str, candid: int) -> dict[str, bytes]:
 
 def oriented(raw: dict[str, bytes], survey: str) -> dict[str, np.ndarray]:
     """{which: image North up East left (rows top to bottom)}."""
+    layout = get_survey(survey).cutout_layout
     out = {}
     for which, data in raw.items():
         image, header = read_fits(data)
-        out[which] = north_up_east_left(image, header, survey)
+        out[which] = north_up_east_left(image, header, layout)
     return out
 
 

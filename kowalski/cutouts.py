@@ -68,13 +68,20 @@ def _orientation_matrix(header) -> np.ndarray | None:
     return m if np.all(np.isfinite(m)) and np.any(m) else None
 
 
-def north_up_east_left(image: np.ndarray, header, survey: str) -> np.ndarray:
-    """Rows top to bottom, as a PNG is written: North up, East left."""
-    m = _orientation_matrix(header)
-    if m is None:  # the surveys' known layouts (Kowalski's)
-        if survey == "pgir":
-            return np.rot90(np.fliplr(image), 3)
-        return np.flipud(image)
+#: how a stamp without a usable WCS is turned North up, East left (Kowalski's per-survey layouts);
+#: a survey definition names its layout (``Survey.cutout_layout``)
+LAYOUTS = {
+    "flipud": np.flipud,
+    "pgir": lambda image: np.rot90(np.fliplr(image), 3),
+}
+
+
+def north_up_east_left(image: np.ndarray, header, layout: str = "flipud") -> np.ndarray:
+    """Rows top to bottom, as a PNG is written: North up, East left (the WCS decides; without one,
+    the survey's ``layout``)."""
+    m = _orientation_matrix(header) if header is not None else None
+    if m is None:
+        return LAYOUTS[layout](image)
     m = m.copy()
     a = image
     if abs(m[0, 0]) + abs(m[1, 1]) < abs(m[0, 1]) + abs(m[1, 0]):  # pixel axes swapped on the sky

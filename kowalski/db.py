@@ -107,16 +107,23 @@ def survey_config(config: Config, survey: str) -> dict:
         raise KeyError(f"unknown survey {survey!r}; configured: {known}") from None
 
 
+def _survey(config: Config, survey: str):
+    from kowalski.surveys import get_survey  # the survey definition names its collections
+
+    survey_config(config, survey)  # configured surveys only
+    return get_survey(survey, config)
+
+
 def alerts_collection(config: Config, survey: str) -> str:
-    return f"{survey_config(config, survey)['prefix']}_alerts"
+    return _survey(config, survey).alerts_collection
 
 
 def aux_collection(config: Config, survey: str) -> str:
-    return f"{survey_config(config, survey)['prefix']}_alerts_aux"
+    return _survey(config, survey).aux_collection
 
 
 def classifications_collection(config: Config, survey: str) -> str:
-    return f"{survey_config(config, survey)['prefix']}_alerts_classifications"
+    return _survey(config, survey).classifications_collection
 
 
 def system_collections(config: Config) -> set[str]:

@@ -16,6 +16,7 @@ from api.base import APIError, BaseHandler, authenticated
 from api.rights import Rights
 from kowalski import db as kdb
 from kowalski.db import UpdateOne
+from kowalski.surveys import get_survey
 
 KINDS = ("human_labels", "ml_scores")
 MAX_ALERTS = 10000
@@ -83,16 +84,16 @@ class _ClassificationsBase(BaseHandler):
     async def _visible_alerts(self, survey: str, candids: list[int]) -> dict[int, dict]:
         rights = Rights(self.config, self.current_user, self.is_admin)
         coll = kdb.alerts_collection(self.config, survey)
-        rule = (self.config.get("permissions") or {}).get("surveys", {}).get(survey) or {}
-        field = rule.get("alert_field")
-        projection = {"_id": 0, "candid": 1, kdb.survey_config(self.config, survey)["object_id"]: 1}
+        definition = get_survey(survey, self.config)
+        field = definition.programid_field
+        projection = {"_id": 0, "candid": 1, definition.object_id: 1}
         if field:
             projection[field] = 1
         t0 = time.perf_counter()
         docs = await self.db[coll].find(rights.restrict_filter(coll, {"candid": {"$in": candids}}), projection).to_list(None)
         self.db_seconds += time.perf_counter() - t0
         found = {}
-        oid_field = kdb.survey_config(self.config, survey)["object_id"]
+        oid_field = definition.object_id
         for d in docs:
             pid = d
             for part in (field or "").split("."):

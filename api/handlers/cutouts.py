@@ -17,17 +17,12 @@ import time
 from api.base import APIError, BaseHandler, authenticated
 from api.rights import Rights
 from kowalski import db as kdb
+from kowalski.surveys import CUTOUT_KINDS, get_survey
 from kowalski.cutouts import CMAPS, INTERVALS, STRETCHES, north_up_east_left, read_fits, render_png  # noqa: F401 - re-exported
 
-CUTOUTS = ("science", "template", "difference")
+CUTOUTS = CUTOUT_KINDS
 FORMATS = ("fits", "png")
 DEFAULT_SIZE = 168  # Kowalski's PNG: a 4-inch figure at 42 dpi
-
-
-def cutout_field(survey: str, cutout: str) -> str:
-    if survey == "wntr":
-        return f"cutout_{cutout}"
-    return f"cutout{cutout.capitalize()}"
 
 
 def read_stamp(value) -> bytes:
@@ -69,8 +64,9 @@ class CutoutHandler(BaseHandler):
             if not size_arg.isdigit() or not 16 <= int(size_arg) <= 1024:
                 raise APIError(400, f"size must be an integer number of pixels in [16, 1024], not {size_arg!r}")
             size = int(size_arg)
-        coll = kdb.alerts_collection(self.config, survey)
-        field = cutout_field(survey, cutout)
+        definition = get_survey(survey, self.config)
+        coll = definition.alerts_collection
+        field = definition.cutout_field(cutout)
         rights = Rights(self.config, self.current_user, self.is_admin)
         flt = rights.restrict_filter(coll, {"candid": int(candid)})
         t0 = time.perf_counter()
@@ -93,7 +89,7 @@ class CutoutHandler(BaseHandler):
             raise APIError(422, f"stored cutout cannot be read as FITS: {exc.__class__.__name__}") from None
         if image.ndim != 2:
             raise APIError(422, f"stored cutout is not a 2-D image (shape {image.shape})")
-        png = render_png(north_up_east_left(image, header, survey), stretch, interval, cmap, size)
+        png = render_png(north_up_east_left(image, header, definition.cutout_layout), stretch, interval, cmap, size)
         self.set_header("Content-Type", "image/png")
         self.server_timing()
         self.finish(png)

@@ -34,7 +34,8 @@ from kowalski.filters.backtest import (
     pick_version, selection, survey_of_catalog,
 )
 from kowalski.db import DuplicateKeyError
-from kowalski.filters.inputs import filter_input
+from kowalski.filters.inputs import UpstreamSpec, filter_input
+from kowalski.surveys import get_survey
 
 log = logging.getLogger("kowalski.api.filters")
 
@@ -146,17 +147,17 @@ class _FiltersBase(BaseHandler):
         self.check_group(doc.get("group_id"))
         return doc
 
-    def survey(self, catalog: str) -> str:
+    def survey(self, catalog: str) -> UpstreamSpec:
+        """The filters' view of the survey whose alert collection is ``catalog``."""
         try:
-            return survey_of_catalog(self.config, catalog)
+            return get_survey(survey_of_catalog(self.config, catalog), self.config).upstream
         except BacktestError as exc:
             raise APIError(400, str(exc)) from None
 
     # --- archive access ---------------------------------------------------------------------
-    async def _alerts_with_aux(self, survey: str, query: dict, limit: int | None = None,
+    async def _alerts_with_aux(self, survey: UpstreamSpec, query: dict, limit: int | None = None,
                                newest_first: bool = False) -> tuple[list, dict]:
-        prefix = self.config["surveys"][survey]["prefix"]
-        cur = self.db[f"{prefix}_alerts"].find(query, cutout_projection(survey))
+        cur = self.db[survey.collection].find(query, cutout_projection(survey))
         if newest_first:
             cur = cur.sort([("candidate.jd", -1)])
         if limit:
@@ -166,7 +167,7 @@ class _FiltersBase(BaseHandler):
         ids = list({a.get(oid) for a in alerts if a.get(oid) is not None})
         aux = {}
         if ids:
-            aux = {x["_id"]: x for x in await self.db[f"{prefix}_alerts_aux"].find({"_id": {"$in": ids}}).to_list(None)}
+            aux = {x["_id"]: x for x in await self.db[survey.aux_collection].find({"_id": {"$in": ids}}).to_list(None)}
         return alerts, aux
 
     async def dry_run(self, catalog: str, text: str, permissions, what: str, filter_id) -> str | None:

@@ -28,12 +28,23 @@ import threading
 from dataclasses import dataclass
 
 from kowalski import db
+from kowalski.surveys import get_survey
 
 log = logging.getLogger("kowalski.delivery")
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def delivery_targets(config, survey: str) -> list[str]:
+    """The enabled delivery targets that can take this survey's alerts (SkyPortal only when the
+    survey's definition maps its photometry onto SkyPortal)."""
+    d = config.get("delivery") or {}
+    targets = [t for t in ("skyportal", "kafka") if (d.get(t) or {}).get("enabled")]
+    if "skyportal" in targets and get_survey(survey, config).skyportal is None:
+        targets.remove("skyportal")
+    return targets
 
 
 @dataclass
@@ -61,7 +72,7 @@ class Delivery:
             if (dc.get("kafka") or {}).get("enabled"):
                 from broker.delivery.kafka_out import KafkaTarget
                 targets["kafka"] = KafkaTarget(config)
-            if (dc.get("skyportal") or {}).get("enabled"):
+            if "skyportal" in delivery_targets(config, self.survey):
                 from broker.delivery.skyportal import SkyPortalTarget
                 targets["skyportal"] = SkyPortalTarget(config, self.survey)
         self.targets = targets
@@ -75,17 +86,19 @@ class Delivery:
                     .sort([("created_at", 1), ("_id", 1)]).limit(self.batch))
 
     def _items(self, docs: list[dict]) -> list[Item]:
-        from kowalski.filters.inputs import _spec, filter_input
+        from kowalski.filters.inputs import filter_input
+        from kowalski.surveys import get_survey
 
-        oid = _spec(self.survey).object_id
-        alerts = {a["candid"]: a for a in db.get_db(self.config)[db.alerts_collection(self.config, self.survey)]
+        spec = get_survey(self.survey, self.config).upstream
+        oid = spec.object_id
+        alerts = {a["candid"]: a for a in db.get_db(self.config)[spec.collection]
                   .find({"candid": {"$in": [d["candid"] for d in docs]}})}
         aux = db.aux_by_ids(self.config, self.survey, [d["objectId"] for d in docs if d.get("objectId")])
         items = []
         for d in docs:
             a = alerts.get(d["candid"])
             x = aux.get(a.get(oid)) if a else None
-            view = filter_input(a, x, d.get("permissions") or [], self.survey) if a else None
+            view = filter_input(a, x, d.get("permissions") or [], spec) if a else None
             items.append(Item(d, a, x, view))
         return items
 

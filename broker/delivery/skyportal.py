@@ -17,16 +17,16 @@ from __future__ import annotations
 import base64
 import logging
 import math
+from typing import Mapping
 
 import numpy as np
 import requests
 
 from kowalski import db
+from kowalski.surveys import get_survey
 
 log = logging.getLogger("kowalski.delivery.skyportal")
 
-ZTF_FILTERS = {1: "ztfg", 2: "ztfr", 3: "ztfi"}
-STREAM_NAMES = {"ZTF Public": [1], "ZTF Public+Partnership": [2], "ZTF Public+Partnership+Caltech": [0, 3]}
 STEPS = ("candidate", "annotations", "photometry", "thumbnails", "autosave", "followup")
 DIFFPOS = {True, 1, "y", "Y", "t", "1", "T"}
 
@@ -39,15 +39,17 @@ def _num(x):
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def photometry(alert: dict, view: dict, streams: dict, instrument_id: int, obj_id: str) -> list[tuple[dict, dict]]:
+def photometry(alert: dict, view: dict, streams: dict, instrument_id: int, obj_id: str, *,
+               bands: Mapping[int, str]) -> list[tuple[dict, dict]]:
     """[(params, body)] of the ``PUT /api/photometry`` calls for this alert: one per stream for the
-    light curve (alert + prv_candidates) and one per stream for forced photometry."""
+    light curve (alert + prv_candidates) and one per stream for forced photometry. ``streams``:
+    SkyPortal stream id by program id; ``bands``: SkyPortal band by filter id (the survey's)."""
     rows = [alert.get("candidate") or {}] + list(view.get("prv_candidates") or [])
     seen, by_stream = set(), {}
     for r in rows:
         if not _num(r.get("jd")) or not _num(r.get("diffmaglim")) or r["diffmaglim"] <= 0:
             continue
-        flt = ZTF_FILTERS.get(r.get("fid"))
+        flt = bands.get(r.get("fid"))
         sid = streams.get(r.get("programid"))
         if flt is None or sid is None:
             continue
@@ -70,7 +72,7 @@ def photometry(alert: dict, view: dict, streams: dict, instrument_id: int, obj_i
     for r in view.get("fp_hists") or []:
         if r.get("procstatus") not in (0, "0") or not _num(r.get("diffmaglim")) or r["diffmaglim"] <= 0:
             continue
-        flt, sid = ZTF_FILTERS.get(r.get("fid")), streams.get(r.get("programid"))
+        flt, sid = bands.get(r.get("fid")), streams.get(r.get("programid"))
         if flt is None or sid is None or not _num(r.get("jd")) or not _num(r.get("magzpsci")):
             continue
         zp = r["magzpsci"]
@@ -113,9 +115,13 @@ class SkyPortalTarget:
         sc = (config.get("delivery") or {}).get("skyportal") or {}
         self.config = config
         self.survey = survey
+        self.mapping = get_survey(survey, config).skyportal
+        if self.mapping is None:
+            raise SkyPortalError(f"survey {survey} has no SkyPortal mapping (bands, streams, instrument) in its "
+                                 f"definition: its alerts cannot be posted to SkyPortal")
         self.url = str(sc.get("url", "http://127.0.0.1:5000")).rstrip("/")
         self.timeout = float(sc.get("timeout_s", 5))
-        self.instrument = sc.get("instrument", "ZTF")
+        self.instrument = sc.get("instrument") or self.mapping.instrument
         self.session = session or requests.Session()
         self.session.trust_env = False
         from kowalski import __version__
@@ -150,10 +156,12 @@ class SkyPortalTarget:
         streams = self.data("GET", "/api/streams")
         mapping = {}
         for s in streams or []:
-            for pid in STREAM_NAMES.get(s.get("name"), []):
+            for pid in self.mapping.streams.get(s.get("name"), ()):
                 mapping[pid] = s["id"]
-        if set(mapping) != {0, 1, 2, 3}:
-            raise SkyPortalError(f"SkyPortal streams do not cover ZTF program ids 0-3: {sorted(mapping)}")
+        wanted = {pid for pids in self.mapping.streams.values() for pid in pids}
+        if set(mapping) != wanted:
+            raise SkyPortalError(f"SkyPortal streams do not cover {self.survey} program ids {sorted(wanted)}: "
+                                 f"{sorted(mapping)} (expected streams {', '.join(self.mapping.streams)})")
         inst = self.data("GET", "/api/instrument", params={"name": self.instrument})
         if not inst:
             raise SkyPortalError(f"SkyPortal has no instrument {self.instrument}")
@@ -235,7 +243,8 @@ class SkyPortalTarget:
             self._done(it, "followup")
 
     def _photometry(self, it) -> None:
-        for params, body in photometry(it.alert, it.view, self.streams, self.instrument_id, it.doc["objectId"]):
+        for params, body in photometry(it.alert, it.view, self.streams, self.instrument_id, it.doc["objectId"],
+                                         bands=self.mapping.bands):
             if body["mjd"]:
                 self.call("PUT", "/api/photometry", body, params=params or None)
 

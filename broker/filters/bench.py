@@ -138,7 +138,7 @@ def load_alerts(config) -> tuple[list[dict], list[dict]]:
     import fastavro
 
     from broker.stages.mongify import mongify
-    from broker.surveys import get_survey
+    from kowalski.surveys import get_survey
 
     data = Path(str(config["paths"]["data"]))
     if not data.is_absolute():

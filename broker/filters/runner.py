@@ -25,21 +25,18 @@ from dataclasses import dataclass, field
 
 import bson
 
+from broker.delivery import delivery_targets
 from kowalski import db
 
 from mql import FilterCompileError, compile_pipeline
-from kowalski.filters.inputs import _spec, filter_input
+from kowalski.filters.inputs import filter_input
+from kowalski.surveys import get_survey
 
 log = logging.getLogger("kowalski.broker.filters")
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-
-
-def delivery_targets(config) -> list[str]:
-    d = config.get("delivery") or {}
-    return [t for t in ("skyportal", "kafka") if (d.get(t) or {}).get("enabled")]
 
 
 @dataclass
@@ -60,14 +57,13 @@ class FilterRunner:
     def __init__(self, config, survey: str):
         self.config = config
         self.survey = survey.lower()
-        self.spec = _spec(self.survey)
-        prefix = db.survey_config(config, survey)["prefix"]
-        self.catalog = f"{prefix}_alerts"
+        self.spec = get_survey(self.survey, config).upstream
+        self.catalog = self.spec.collection
         fc = config.get("filters") or {}
         self.refresh_s = float(fc.get("refresh_s", 300))
         self.db_retries = int(fc.get("db_retries", 10))
         self.slow_ms = float(fc.get("slow_ms_per_alert", 20))
-        self.targets = delivery_targets(config)
+        self.targets = delivery_targets(config, self.survey)
         self.filters: list[ActiveFilter] = []
         self._loaded_at: float | None = None
         self.stats = {"alerts": 0, "evaluations": 0, "passed": 0, "errors": 0, "outbox_new": 0}
@@ -127,7 +123,7 @@ class FilterRunner:
         slow: dict[int, float] = {}
         for f in self.filters:
             if f.permissions not in inputs:  # shared by the filters of these permissions: not billed to one
-                inputs[f.permissions] = [filter_input(a, aux.get(a.get(oid_field)), f.permissions, self.survey)
+                inputs[f.permissions] = [filter_input(a, aux.get(a.get(oid_field)), f.permissions, self.spec)
                                          for a in alerts]
             t_f = time.perf_counter()
             for alert, inp in zip(alerts, inputs[f.permissions]):

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from mql import compile_pipeline, compile_staged
-from kowalski.filters.inputs import UPSTREAM, _spec, filter_input
+from kowalski.filters.inputs import filter_input, upstream_spec
+from kowalski.surveys import get_survey
 
 MAX_OBJECT_IDS = 1000
 MAX_TIME_MS = 300000
@@ -51,19 +52,21 @@ class Summary:
 
 def survey_of_catalog(config, catalog: str) -> str:
     """The survey whose alert collection is ``catalog`` (e.g. ZTF_alerts -> ztf)."""
-    for name, sc in config["surveys"].items():
-        if f"{sc['prefix']}_alerts" == catalog and name.lower() in UPSTREAM:
-            return name.lower()
-    known = ", ".join(f"{sc['prefix']}_alerts" for n, sc in config["surveys"].items() if n.lower() in UPSTREAM)
-    raise BacktestError(f"unknown catalog {catalog!r}: filters run on {known}")
+    collections = {get_survey(name, config).alerts_collection: name.lower() for name in config["surveys"]}
+    if catalog in collections:
+        return collections[catalog]
+    raise BacktestError(f"unknown catalog {catalog!r}: filters run on {', '.join(collections)}")
 
 
-def object_id_field(survey: str) -> str:
-    return _spec(survey).object_id
+# ``survey`` below: a survey definition, its name (process config) or its upstream view
+# (``kowalski.filters.inputs.upstream_spec``); Dask tasks get the view, which needs no config.
+
+def object_id_field(survey) -> str:
+    return upstream_spec(survey).object_id
 
 
-def cutout_projection(survey: str) -> dict:
-    return {c: 0 for c in _spec(survey).cutouts}
+def cutout_projection(survey) -> dict:
+    return {c: 0 for c in upstream_spec(survey).cutouts}
 
 
 # --- Kowalski's /test request rules -------------------------------------------------------------
@@ -119,7 +122,7 @@ def check_test_request(body: dict) -> dict:
             "max_time_ms": max_time_ms}
 
 
-def selection(survey: str, object_ids=None, start_jd=None, end_jd=None) -> dict:
+def selection(survey, object_ids=None, start_jd=None, end_jd=None) -> dict:
     """The archive query selecting the alerts of a backtest."""
     q: dict = {}
     if object_ids is not None:
@@ -144,7 +147,7 @@ def pick_version(filter_doc: dict, fid: str | None) -> dict:
 
 # --- evaluation ---------------------------------------------------------------------------------
 
-def evaluate_chunk(pipeline, alerts: list, aux_by_id: dict, permissions, survey: str,
+def evaluate_chunk(pipeline, alerts: list, aux_by_id: dict, permissions, survey,
                    past_only: bool = True, stages: bool = False) -> tuple[int, list, int, str | None, list | None]:
     """(alerts seen, outputs, errors, first error, stage counts) of a pipeline over alerts (pure;
     runs on Dask workers). With ``stages`` the pipeline runs one stage at a time and the stage
@@ -152,10 +155,11 @@ def evaluate_chunk(pipeline, alerts: list, aux_by_id: dict, permissions, survey:
     each equals the pass count of that prefix run alone); else they are None."""
     compiled = compile_staged(pipeline) if stages else compile_pipeline(pipeline)
     counts = [0] * compiled.n_stages if stages else None
-    oid = object_id_field(survey)
+    spec = upstream_spec(survey)
+    oid = spec.object_id
     outputs, errors, first = [], 0, None
     for a in alerts:
-        inp = filter_input(a, aux_by_id.get(a.get(oid)), permissions, survey, past_only=past_only)
+        inp = filter_input(a, aux_by_id.get(a.get(oid)), permissions, spec, past_only=past_only)
         if inp is None:
             continue
         alive: list = []
@@ -179,7 +183,7 @@ def add_stage_counts(total: list | None, counts: list | None) -> list | None:
     return list(counts) if total is None else [a + b for a, b in zip(total, counts)]
 
 
-def run(chunks: Iterable[tuple[list, dict]], pipeline, permissions, survey: str, *, past_only: bool = True,
+def run(chunks: Iterable[tuple[list, dict]], pipeline, permissions, survey, *, past_only: bool = True,
         client=None, max_time_s: float | None = None, progress: Callable[[Summary], Any] | None = None,
         keep_outputs: bool = True) -> Summary:
     """Evaluate ``pipeline`` over ``chunks`` of (alerts, aux by object id). With a Dask ``client``
@@ -189,6 +193,7 @@ def run(chunks: Iterable[tuple[list, dict]], pipeline, permissions, survey: str,
     summary = Summary()
     t0 = time.perf_counter()
     perms = list(permissions)
+    survey = upstream_spec(survey)
 
     def add(result):
         n, outs, errs, first, _ = result
@@ -231,8 +236,9 @@ def archive_chunks(config, survey: str, query: dict, chunk_size: int = 500, limi
     """(alerts, aux by object id) chunks of archived alerts matching ``query`` (sync; CLI/broker)."""
     from kowalski import db
 
-    yield from db.alerts_with_aux(config, survey, query, projection=cutout_projection(survey),
-                                  object_id=object_id_field(survey), chunk_size=chunk_size, limit=limit,
+    spec = get_survey(survey, config).upstream
+    yield from db.alerts_with_aux(config, survey, query, projection=cutout_projection(spec),
+                                  object_id=spec.object_id, chunk_size=chunk_size, limit=limit,
                                   newest_first=newest_first)
 
 
@@ -241,7 +247,8 @@ def backtest(config, filter_doc: dict, *, fid: str | None = None, object_ids=Non
     """Run one version of a stored filter over the archive. Returns (version, summary)."""
     survey = survey_of_catalog(config, filter_doc["catalog"])
     version = pick_version(filter_doc, fid)
-    q = selection(survey, object_ids, start_jd, end_jd)
+    spec = get_survey(survey, config).upstream
+    q = selection(spec, object_ids, start_jd, end_jd)
     summary = run(archive_chunks(config, survey, q, chunk_size), version["pipeline"], filter_doc.get("permissions", []),
-                  survey, client=client, progress=progress, max_time_s=max_time_s, keep_outputs=keep_outputs)
+                  spec, client=client, progress=progress, max_time_s=max_time_s, keep_outputs=keep_outputs)
     return version, summary

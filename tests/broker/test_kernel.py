@@ -15,13 +15,14 @@ import fastavro
 import numpy as np
 import pytest
 
-from broker.errors import AlertError
+from kowalski.errors import AlertError
 from broker.pipeline import BatchResult, process_messages
 from broker.stages import history
-from broker.stages.decode import decode, read_container
+from broker.stages.decode import decode
+from kowalski.surveys.avro import read_container
 from broker.stages.ml import Classifier, prepare_triplets, read_fits_image, run_model
 from broker.stages.mongify import mongify
-from broker.surveys import SURVEYS, get_survey
+from kowalski.surveys import SURVEYS, get_survey
 from kowalski.config import load_config
 from tests.conftest import shared_data
 

@@ -8,7 +8,7 @@ import pytest
 
 from broker.pipeline import ingest_files, process_messages, store_batch
 from broker.stages.store import insert_new
-from broker.surveys import get_survey
+from kowalski.surveys import get_survey
 from kowalski import db
 from tests.conftest import shared_data
 

@@ -13,6 +13,7 @@ import pytest
 
 from broker.delivery import Delivery
 from broker.delivery.skyportal import photometry
+from kowalski.surveys import get_survey
 from broker.filters.runner import FilterRunner
 from kowalski import db
 from tests.api.conftest import free_port
@@ -121,7 +122,7 @@ def test_photometry_as_kowalski(setup):
     from kowalski.filters.inputs import filter_input
 
     view = filter_input(alert, aux, [1, 2, 3], "ztf")
-    calls = photometry(alert, view, {0: 3, 1: 1, 2: 2, 3: 3}, 7, "ZTF17aadcvhq")
+    calls = photometry(alert, view, {0: 3, 1: 1, 2: 2, 3: 3}, 7, "ZTF17aadcvhq", bands=get_survey("ztf", cfg).skyportal.bands)
     lc = [b for p, b in calls if not p]
     c = alert["candidate"]
     body = next(b for b in lc if any(abs(m - (c["jd"] - 2400000.5)) < 1e-9 for m in b["mjd"]))

@@ -18,7 +18,7 @@ import pytest
 from mql import compile_pipeline
 from kowalski.filters.inputs import filter_input, upstream_pipeline
 from broker.stages.mongify import mongify
-from broker.surveys import get_survey
+from kowalski.surveys import get_survey
 from kowalski import db
 from kowalski.config import load_config
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+from api.rights import Rights
 from kowalski.filters.inputs import filter_input
 from broker.pipeline import process_messages
 from broker.produce import read_alert_files
@@ -20,5 +21,8 @@ def test_winter_filters_are_restricted_by_program_id_as_the_api(config):
     assert filter_input(public, None, [1], "wntr") is not None
     assert filter_input(private, None, [1], "wntr") is None  # the API hides it from programid-1 users
     assert filter_input(private, None, [1, 2], "wntr") is not None
-    # the API's rule for the same survey, from the same config
-    assert config["permissions"]["surveys"]["wntr"]["alert_field"] == "candidate.programid"
+    # the API applies the same rule, from the same survey definition
+    rights = Rights(config, {"permissions": {}}, is_admin=False)
+    assert rights.condition("WNTR_alerts") == {"candidate.programid": 1}
+    granted = Rights(config, {"permissions": {"wntr": [2]}}, is_admin=False)
+    assert granted.condition("WNTR_alerts") == {"candidate.programid": {"$in": [1, 2]}}

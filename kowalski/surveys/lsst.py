@@ -35,8 +35,8 @@ from pathlib import Path
 import fastavro
 from fastavro.schema import load_schema
 
-from broker.errors import AlertError
-from broker.surveys.base import Survey
+from kowalski.errors import AlertError
+from kowalski.surveys.base import Survey
 
 MJD_TO_JD = 2400000.5
 LSST_ZP_NJY = 31.4  # AB magnitude of 1 nJy: 2.5 * log10(3631e9)

@@ -1,17 +1,33 @@
-"""What a survey supplies to the shared stages.
+"""A survey's definition: every fact about a survey, asked by every module that needs one.
+
+The broker's stages (how a packet is read, normalised, validated, de-duplicated), the filters'
+input (Kowalski's upstream view: history window, forced photometry), data rights (program-id
+fields, public ids, history arrays), cutouts (field names, layout without WCS) and SkyPortal
+delivery (bands, streams, instrument) all read it here; nothing else branches on a survey's name.
 
 A survey module subclasses :class:`Survey` and overrides only what differs (class attributes
 first, methods when the packet shape differs, as for LSST). Values that operators may change
-(collection prefix, topic pattern, object-id field, ML models) come from config
-``surveys.<name>`` and ``ml.<name>``; the class attributes are the defaults.
+(collection prefix, topic pattern, object-id field, public program ids, ML models) come from
+config ``surveys.<name>`` and ``ml.<name>``; the class attributes are the defaults.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
-from broker.errors import AlertError
+from kowalski.errors import AlertError
+
+
+@dataclass(frozen=True)
+class SkyPortalMapping:
+    """How a survey's photometry reaches SkyPortal: band names by filter id, stream names by
+    the program ids they carry, and the instrument's name in SkyPortal."""
+    bands: Mapping[int, str]
+    streams: Mapping[str, tuple[int, ...]]
+    instrument: str
 
 def get_field(doc: Mapping, dotted: str, default: Any = None) -> Any:
     node: Any = doc
@@ -20,6 +36,9 @@ def get_field(doc: Mapping, dotted: str, default: Any = None) -> Any:
             return default
         node = node[part]
     return node
+
+
+CUTOUT_KINDS = ("science", "template", "difference")
 
 
 class Survey:
@@ -40,6 +59,25 @@ class Survey:
     fp_flux: ClassVar[tuple[str, str, str | float] | None] = None
     #: values dropped from forced-photometry entries (besides None)
     fp_sentinels: ClassVar[tuple] = (-99999, -99999.0)
+    #: (field, value) of a usable forced-photometry point, the only ones filters see; None: all
+    fp_good: ClassVar[tuple[str, str] | None] = None
+    #: how a cutout without a usable WCS is turned North up, East left (``kowalski.cutouts.LAYOUTS``)
+    cutout_layout: ClassVar[str] = "flipud"
+
+    # data rights: who sees which alert and which history point
+    #: the alert's program-id field (dotted); None: the survey has no program ids, all is public
+    programid_field: ClassVar[str | None] = None
+    #: the program-id field of history points; None: history points are not restricted
+    history_programid_field: ClassVar[str | None] = None
+    #: the aux history arrays restricted point by point on ``history_programid_field``
+    history_arrays: ClassVar[tuple[str, ...]] = ()
+    #: program ids everyone may see (config ``surveys.<name>.public_programids`` overrides)
+    default_public_programids: ClassVar[tuple[int, ...]] = ()
+
+    #: a filter sees history points with candidate.jd - jd < this (Kowalski's upstream window)
+    history_window_days: ClassVar[float] = 365
+    #: SkyPortal delivery; None: the survey's alerts cannot be posted to SkyPortal
+    skyportal: ClassVar[SkyPortalMapping | None] = None
 
     def __init__(self, config: Mapping):
         self.config = config
@@ -47,6 +85,25 @@ class Survey:
         self.prefix: str = self.settings.get("prefix", self.name.upper())
         self.object_id: str = self.settings.get("object_id", self.default_object_id)
         self.topic_pattern: str = self.settings.get("topic_pattern") or self.default_topic_pattern
+        public = self.settings.get("public_programids", self.default_public_programids)
+        self.public_programids: tuple[int, ...] = tuple(sorted({int(p) for p in public or ()}))
+
+    @property
+    def has_programids(self) -> bool:
+        return self.programid_field is not None
+
+    @property
+    def restricts_history(self) -> bool:
+        return self.history_programid_field is not None and bool(self.history_arrays)
+
+    @functools.cached_property
+    def upstream(self):
+        """The document filters see, as Kowalski's upstream pipeline builds it (``kowalski.filters.inputs``)."""
+        from kowalski.filters.inputs import UpstreamSpec
+
+        return UpstreamSpec(self.alerts_collection, self.aux_collection, self.object_id, tuple(self.cutout_fields), self.programid_field,
+                            self.history_programid_field, float(self.history_window_days), self.has_fp_hists,
+                            self.fp_good if self.has_fp_hists else None)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} prefix={self.prefix}>"
@@ -61,11 +118,19 @@ class Survey:
     def aux_collection(self) -> str:
         return f"{self.prefix}_alerts_aux"
 
+    @property
+    def classifications_collection(self) -> str:
+        return f"{self.prefix}_alerts_classifications"
+
+    def cutout_field(self, which: str) -> str:
+        """The field of cutout ``which`` (science, template, difference)."""
+        return self.cutout_fields[CUTOUT_KINDS.index(which)]
+
     # --- decoding ---------------------------------------------------------------------------
 
     def read(self, data: bytes) -> list[dict]:
         """Bytes of one Kafka message -> raw records (default: an Avro Object Container File)."""
-        from broker.stages.decode import read_container
+        from kowalski.surveys.avro import read_container
 
         return read_container(data)
 

@@ -311,7 +311,7 @@ class AlertBroker:
         t0 = time.monotonic()
         counts = {**self._store_with_retry(batch.survey, result), "failed": len(result.failed)}
         if self.filter_runners:  # passing alerts reach the outbox before the offsets are committed
-            self._with_db_retry(lambda: self.filter_runners[batch.survey].process(result.alerts))
+            self._with_db_retry(lambda: self.filter_runners[batch.survey].process(result.alerts, result.aux))
         t_store = time.monotonic() - t0
         for idx, reason in result.failed:
             self._dead_letter(batch.messages[idx], reason, batch.survey)

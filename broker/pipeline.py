@@ -51,6 +51,8 @@ class BatchResult:
     failed: list[tuple[int, str]] = field(default_factory=list)
     ml_skipped: list[tuple[int, str]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    #: after ``store_batch``: each object's aux document as stored, for the filter step
+    aux: dict[str, dict] = field(default_factory=dict)
 
     @property
     def failures(self) -> list[tuple[int, str]]:
@@ -150,11 +152,11 @@ def process_messages(survey_name: str, messages: Sequence[bytes], config: Mappin
 def store_batch(config: Mapping, survey_name: str, result: BatchResult,
                 crossmatch: store_stage.Crossmatch | None = None) -> dict:
     """Durably write a processed batch; returns {inserted, duplicates, aux_new, aux_updated}."""
-    survey = get_kernel(survey_name, config).survey
+    survey = get_survey(survey_name, config)  # not the kernel: the writer needs no ML models
     t0 = time.perf_counter()
     if crossmatch is None:
         crossmatch = result.precomputed_crossmatch()
-    counts = store_stage.store(config, survey, result.alerts, result.history, crossmatch)
+    counts = store_stage.store(config, survey, result.alerts, result.history, crossmatch, merged=result.aux)
     log.info("stored %s batch: %d alerts, inserted=%d duplicates=%d aux_new=%d aux_updated=%d failed=%d "
              "ml_skipped=%d decode=%.3fs mongify=%.3fs ml=%.3fs store=%.3fs", survey.name, len(result.alerts),
              counts["inserted"], counts["duplicates"], counts["aux_new"], counts["aux_updated"],

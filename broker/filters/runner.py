@@ -7,7 +7,7 @@
   once (a version that does not compile is recorded on the filter and skipped);
 * builds each alert's input as Kowalski's upstream pipeline does (alert without cutouts + its
   object's aux document restricted to the filter's program ids), the aux documents of the batch
-  fetched in ONE query;
+  handed over by the store (which has just merged them) or, without them, fetched in ONE query;
 * runs every filter on every alert; a failing filter is isolated: its errors are counted on the
   filter document (``error_count``, ``last_error``, ``last_error_at``) and the others go on;
 * writes each passing (alert, filter) to the durable outbox ``<PREFIX>_filter_outbox``, one
@@ -61,7 +61,6 @@ class FilterRunner:
         self.catalog = self.spec.collection
         fc = config.get("filters") or {}
         self.refresh_s = float(fc.get("refresh_s", 300))
-        self.db_retries = int(fc.get("db_retries", 10))
         self.slow_ms = float(fc.get("slow_ms_per_alert", 20))
         self.targets = delivery_targets(config, self.survey)
         self.filters: list[ActiveFilter] = []
@@ -109,13 +108,14 @@ class FilterRunner:
             {"$inc": {"error_count": n}, "$set": {"last_error": message[:1000], "last_error_at": utcnow()}})
 
     # --- evaluation -------------------------------------------------------------------------
-    def evaluate(self, alerts: list[dict]) -> list[dict]:
+    def evaluate(self, alerts: list[dict], aux: dict | None = None) -> list[dict]:
         """Outbox documents of the (alert, filter) pairs that pass (no writes except error records)."""
         self._maybe_refresh()
         if not self.filters or not alerts:
             return []
         oid_field = self.spec.object_id
-        aux = db.aux_by_ids(self.config, self.survey, [a.get(oid_field) for a in alerts if a.get(oid_field)])
+        if aux is None:
+            aux = db.aux_by_ids(self.config, self.survey, [a.get(oid_field) for a in alerts if a.get(oid_field)])
         now = utcnow()
         passed: list[dict] = []
         errors: dict[int, list] = {}
@@ -219,22 +219,14 @@ class FilterRunner:
         return doc
 
     # --- the broker hook --------------------------------------------------------------------
-    def process(self, alerts: list[dict]) -> dict:
+    def process(self, alerts: list[dict], aux: dict | None = None) -> dict:
         """Run the active filters on a stored batch and write the passing pairs to the outbox
-        (durably, before the broker commits). Database errors are retried with backoff."""
+        (durably, before the broker commits). ``aux``: the batch's objects' aux documents as the
+        store left them (read here when not given). Database errors propagate: the broker's one
+        retry policy retries the whole step (idempotent) and pauses consumption meanwhile."""
         t0 = time.perf_counter()
-        for attempt in range(self.db_retries + 1):
-            try:
-                docs = self.evaluate(alerts)
-                new = self.write_outbox(docs)
-                break
-            except db.DatabaseUnavailable as exc:
-                if attempt == self.db_retries:
-                    raise
-                wait = min(30.0, 0.5 * 2 ** attempt)
-                log.warning("%s filters: database unavailable (%s); retrying in %.1f s", self.catalog,
-                            str(exc)[:120], wait)
-                time.sleep(wait)
+        docs = self.evaluate(alerts, aux)
+        new = self.write_outbox(docs)
         self.stats["outbox_new"] += new
         if docs:
             log.info("%s filters: %d alerts x %d filters -> %d passed (%d new in outbox) in %.3f s", self.catalog,

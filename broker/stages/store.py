@@ -52,12 +52,15 @@ def insert_new(collection, docs: Sequence[dict]) -> list[bool]:
 
 
 def store(config, survey, docs: Sequence[dict], histories: Sequence[dict],
-          crossmatch: Crossmatch | None = None) -> dict:
+          crossmatch: Crossmatch | None = None, merged: dict | None = None) -> dict:
     """Write alerts and merge their objects' histories. Returns counts
-    ``{"inserted", "duplicates", "aux_new", "aux_updated"}``."""
+    ``{"inserted", "duplicates", "aux_new", "aux_updated"}``; ``merged``, if given, receives each
+    object's aux document as stored ({_id: {cross_matches, prv_candidates, fp_hists}}), so the
+    filter step needs no second read of the batch's histories."""
     counts = {"inserted": 0, "duplicates": 0, "aux_new": 0, "aux_updated": 0}
     if not docs:
         return counts
+    merged = {} if merged is None else merged
     database = db.get_db(config)
     fresh = insert_new(database[survey.alerts_collection], docs)
     counts["inserted"] = sum(fresh)
@@ -68,8 +71,8 @@ def store(config, survey, docs: Sequence[dict], histories: Sequence[dict],
     for i in sorted(range(len(docs)), key=lambda i: survey.jd(docs[i])):
         by_object.setdefault(survey.object_key(docs[i]), []).append(i)
     aux = database[survey.aux_collection]
-    stored = {d["_id"]: d for d in aux.find({"_id": {"$in": list(by_object)}},
-                                            {"prv_candidates": 1, "fp_hists": 1})}
+    fields = {"prv_candidates": 1, "fp_hists": 1, "cross_matches": 1}
+    stored = {d["_id"]: d for d in aux.find({"_id": {"$in": list(by_object)}}, fields)}
 
     new_objects = [oid for oid in by_object if oid not in stored]
     matches: dict[str, dict] = {}
@@ -84,19 +87,25 @@ def store(config, survey, docs: Sequence[dict], histories: Sequence[dict],
         updates = [(docs[i]["candidate"], histories[i], fresh[i]) for i in by_object[oid]]
         return hist.merge_history(existing, updates, survey)
 
+    def update(oid, existing) -> None:
+        changed = _changed(existing, merged_into(oid, existing))
+        merged[oid] = {**existing, **changed}  # the document as the update leaves it
+        if changed:
+            ops.append(db.UpdateOne({"_id": oid}, {"$set": changed}))
+
     new_docs: list[dict] = []
-    ops = []
+    ops: list = []
     for oid in by_object:
         existing = stored.get(oid)
         if existing is None:
             new_docs.append({"_id": oid, "cross_matches": matches.get(oid) or {}, **merged_into(oid, None)})
-        elif (op := _update_op(oid, existing, merged_into(oid, existing))) is not None:
-            ops.append(op)
+            merged[oid] = new_docs[-1]
+        else:
+            update(oid, existing)
     raced = [d["_id"] for d, ok in zip(new_docs, insert_new(aux, new_docs)) if not ok]
     if raced:  # created by another writer since our read: merge into theirs, keep both histories
-        for existing in aux.find({"_id": {"$in": raced}}, {"prv_candidates": 1, "fp_hists": 1}):
-            if (op := _update_op(existing["_id"], existing, merged_into(existing["_id"], existing))) is not None:
-                ops.append(op)
+        for existing in aux.find({"_id": {"$in": raced}}, fields):
+            update(existing["_id"], existing)
     counts["aux_new"] = len(new_docs) - len(raced)
     counts["aux_updated"] = len(ops)
     if ops:
@@ -104,6 +113,6 @@ def store(config, survey, docs: Sequence[dict], histories: Sequence[dict],
     return counts
 
 
-def _update_op(oid, existing: dict, merged: dict):
-    changed = {k: v for k, v in merged.items() if existing.get(k) != v and not (k not in existing and v == [])}
-    return db.UpdateOne({"_id": oid}, {"$set": changed}) if changed else None
+def _changed(existing: dict, merged: dict) -> dict:
+    """The aux fields an update must set (an empty history is not added where there was none)."""
+    return {k: v for k, v in merged.items() if existing.get(k) != v and not (k not in existing and v == [])}

@@ -10,6 +10,7 @@ from broker.pipeline import ingest_files, process_messages, store_batch
 from broker.stages.store import insert_new
 from kowalski.surveys import get_survey
 from kowalski import db
+from kowalski.filters.inputs import filter_input
 from tests.conftest import shared_data
 
 ZTF_2023 = ("alerts", "kowalski", "ztf_alerts", "20231012")
@@ -174,6 +175,34 @@ def test_store_merges_into_an_object_created_by_another_writer(config):
     assert len(jds) == 1 + len(result.history[0]["prv_candidates"])
     assert aux["cross_matches"] == {"theirs": []}
     assert d[s.aux_collection].count_documents({}) == 3
+    assert result.aux == _stored_aux(config, result)  # the raced object: theirs merged with ours
+
+
+def _stored_aux(config, result) -> dict:
+    s = get_survey("ztf", config)
+    ids = list({a["objectId"] for a in result.alerts})
+    return {x["_id"]: x for x in db.get_db(config)[s.aux_collection].find({"_id": {"$in": ids}})}
+
+
+def test_store_hands_the_filter_step_the_aux_documents_it_stored(config):
+    """The filter step takes the aux documents from the store instead of reading them again: they
+    must be what the database holds, for new objects, updated ones and a re-delivered batch, so
+    that every filter sees the same input either way."""
+    _drop(config, "ZTF")
+    files = sorted(shared_data(*ZTF_2023).glob("*.avro")) + sorted(shared_data(*ZTF_2020).glob("*.avro"))
+    batches = [files[:10], files[5:30], files[5:30], files]  # new, new + existing, duplicates, all
+    for batch in batches:
+        result = process_messages("ztf", [f.read_bytes() for f in batch], config)
+        store_batch(config, "ztf", result)
+        stored = _stored_aux(config, result)
+        assert result.aux.keys() == stored.keys()
+        for oid, aux in stored.items():
+            assert {k: aux[k] for k in aux if k in result.aux[oid]} == result.aux[oid], oid
+        for alert in result.alerts:
+            for perms in ((1,), (1, 2, 3)):
+                assert filter_input(alert, result.aux[alert["objectId"]], perms, "ztf", exact=True) == \
+                    filter_input(alert, stored[alert["objectId"]], perms, "ztf", exact=True)
+    assert any(len(a.get("fp_hists") or []) for a in stored.values())
 
 
 def test_database_down_propagates(config):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import logging
 import math
+import time
 from typing import Mapping
 
 import numpy as np
@@ -196,7 +197,19 @@ class SkyPortalTarget:
         return results
 
     def _done(self, it, step: str) -> None:
-        self.outbox.update_one({"_id": it.doc["_id"]}, {"$addToSet": {"done.skyportal": step}})
+        """Record a step SkyPortal has taken. It has happened, so a database outage must not lose
+        the record (the item would be retried and the step, e.g. the candidate, posted twice): the
+        write ($addToSet, idempotent) is retried until the database answers."""
+        delay = 0.5
+        while True:
+            try:
+                self.outbox.update_one({"_id": it.doc["_id"]}, {"$addToSet": {"done.skyportal": step}})
+                break
+            except db.DatabaseUnavailable as exc:
+                log.warning("%s: recording step %s: database unavailable (%s); retrying in %.1f s", it.doc["_id"],
+                            step, str(exc).split(",")[0][:160], delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
         it.doc.setdefault("done", {}).setdefault("skyportal", []).append(step)
 
     def deliver(self, it, shared: dict) -> None:

@@ -17,10 +17,10 @@ import panel as pn
 from bokeh.models import ColumnDataSource, LinearColorMapper
 from bokeh.plotting import figure
 
-from kowalski.surveys import get_survey
+from kowalski.surveys import CUTOUT_KINDS, get_survey
 from kowalski.cutouts import CMAPS, INTERVALS, STRETCHES, colour_table, normalize, north_up_east_left, read_fits
 
-CUTOUTS = ("science", "template", "difference")
+CUTOUTS = CUTOUT_KINDS
 INTERVAL_LABELS = {"zscale": "zscale", "min_max": "min-max", "asymmetric_percentile": "percentile (1–100 %)"}
 FETCHERS = ThreadPoolExecutor(6, thread_name_prefix="fetch")  # a page's API calls at once (stamps, aux, labels)
 

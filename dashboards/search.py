@@ -14,7 +14,6 @@ from astropy.time import Time
 RADIUS_UNITS = {"arcsec": u.arcsec, "arcmin": u.arcmin, "deg": u.deg}
 OPS = {">=": "$gte", "≥": "$gte", ">": "$gt", "<=": "$lte", "≤": "$lte", "<": "$lt", "=": "$eq", "==": "$eq"}
 THRESHOLD = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(>=|≥|<=|≤|==|=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
-NO_CUTOUTS = {"cutoutScience": 0, "cutoutTemplate": 0, "cutoutDifference": 0}
 
 
 class InputError(ValueError):

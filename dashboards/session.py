@@ -14,6 +14,7 @@ import requests
 from dashboards.auth import NotLoggedIn, session_user
 from kowalski.client import Kowalski, KowalskiError
 from kowalski.config import load_config
+from kowalski.surveys import get_survey
 
 log = logging.getLogger("kowalski.dashboards")
 PAGES = (("alerts", "Alerts"), ("object", "Object"), ("filters", "Filters"), ("monitor", "Broker"))
@@ -40,10 +41,10 @@ class PageSession:
         return list(self.config["surveys"])
 
     def catalog(self, survey: str) -> str:
-        return f"{self.config['surveys'][survey].get('prefix', survey.upper())}_alerts"
+        return get_survey(survey, self.config).alerts_collection
 
     def object_field(self, survey: str) -> str:
-        return str(self.config["surveys"][survey].get("object_id", "objectId"))
+        return get_survey(survey, self.config).object_id
 
 
 def explain(exc: Exception) -> str:

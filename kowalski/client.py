@@ -26,10 +26,21 @@ import numpy as np
 import pandas as pd
 import requests
 
-BANDS = {"ztf": {1: "g", 2: "r", 3: "i"}}
-CUTOUTS = ("science", "template", "difference")
-NOMINAL_WCS = {"ztf": 1.012}  # arcsec per pixel, for stamps without WCS keywords
-NO_CUTOUTS = {"cutoutScience": 0, "cutoutTemplate": 0, "cutoutDifference": 0}
+from kowalski.surveys import CUTOUT_KINDS as CUTOUTS, SURVEYS
+
+# The client runs in users' notebooks without Kowalski's config: it reads the built-in survey
+# definitions' class facts only (band names, pixel scale, cutout fields).
+NO_CUTOUTS = {f: 0 for definition in SURVEYS.values() for f in definition.cutout_fields}
+
+
+def _definition(survey: str):
+    return SURVEYS.get(survey.lower())
+
+
+def survey_bands(survey: str) -> dict:
+    """Band names by filter id (empty for a survey that has none)."""
+    definition = _definition(survey)
+    return dict(definition.bands) if definition else {}
 
 
 class KowalskiError(RuntimeError):
@@ -180,11 +191,12 @@ class Kowalski:
             with fits.open(io.BytesIO(raw), ignore_missing_simple=True) as hdul:
                 image = np.asarray(hdul[0].data, dtype=np.float64)
                 wcs = WCS(hdul[0].header)
-        if not wcs.has_celestial and survey in NOMINAL_WCS:
-            wcs = self._nominal_wcs(candid, survey, image.shape)
+        scale = getattr(_definition(survey), "pixel_scale_arcsec", None)
+        if not wcs.has_celestial and scale:
+            wcs = self._nominal_wcs(candid, survey, image.shape, scale)
         return image, wcs
 
-    def _nominal_wcs(self, candid: int, survey: str, shape):
+    def _nominal_wcs(self, candid: int, survey: str, shape, scale: float):
         """ZTF's stamps carry no WCS: a TAN projection centred on the alert with the survey's pixel
         scale and its stamps' layout (North up, East left with the origin at the bottom)."""
         from astropy.wcs import WCS
@@ -194,7 +206,7 @@ class Kowalski:
                                       "projection": {"_id": 0, "candidate.ra": 1, "candidate.dec": 1}})
         if not doc:
             raise KowalskiError(f"{survey} alert {candid} not found")
-        scale = NOMINAL_WCS[survey] / 3600.0
+        scale = scale / 3600.0
         w = WCS(naxis=2)
         w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
         w.wcs.crval = [doc["candidate"]["ra"], doc["candidate"]["dec"]]
@@ -400,7 +412,7 @@ def light_curve_frame(alerts: Iterable[dict], aux: dict, survey: str = "ztf") ->
         return pd.DataFrame(columns=LC_COLUMNS)
     df = pd.DataFrame(rows)
     df["mjd"] = df["jd"] - 2400000.5
-    df["band"] = df["fid"].map(BANDS.get(survey, {})).fillna(df["fid"].astype(str))
+    df["band"] = df["fid"].map(survey_bands(survey)).fillna(df["fid"].astype(str))
     for c in LC_COLUMNS:
         if c not in df:
             df[c] = np.nan

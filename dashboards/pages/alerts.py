@@ -13,7 +13,7 @@ from dashboards.filter_view import all_filters, passing_candids
 from dashboards.search import RADIUS_UNITS, InputError, Search
 from dashboards.session import api_message, banner, object_link, start
 from dashboards.sky_view import SKY_MAX, sky_plot
-from kowalski.client import BANDS
+from kowalski.client import survey_bands
 
 SORTS = {"newest first": [["candidate.jd", -1]], "newest stored first": [["_id", -1]], "oldest first": [["candidate.jd", 1]],
          "brightest first": [["candidate.magpsf", 1]], "faintest first": [["candidate.magpsf", -1]],
@@ -26,7 +26,7 @@ PASSED_MAX = 5000  # alerts of a "passed filter" search (their candids go to the
 
 
 def rows_frame(docs: list[dict], survey: str, object_field: str, base: str) -> pd.DataFrame:
-    bands = BANDS.get(survey, {})
+    bands = survey_bands(survey)
     rows = []
     for d in docs:
         c = d.get("candidate", {})

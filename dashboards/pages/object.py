@@ -17,7 +17,7 @@ from dashboards.cutout_view import FETCHERS, CutoutView, fetch_fits
 from dashboards.labels_view import LabelsView
 from dashboards.lightcurve_view import light_curve_plot
 from dashboards.session import arg, banner, start
-from kowalski.client import BANDS, NO_CUTOUTS, light_curve_frame
+from kowalski.client import NO_CUTOUTS, light_curve_frame, survey_bands
 
 OBJECT_ID = re.compile(r"[A-Za-z0-9_.+-]{3,40}")
 ALERT_COLUMNS = ["candid", "date", "jd", "band", "magpsf", "sigmapsf", "drb", "programid", "isdiffpos", "ra", "dec"]
@@ -133,7 +133,7 @@ def render(session, survey: str, name: str, body: pn.Column) -> None:
     labels_job = FETCHERS.submit(labels.fetch, int(latest["candid"]))
     stamps = fetch_fits(client, survey, int(latest["candid"]))
     aux = aux_job.result()
-    bands = BANDS.get(survey, {})
+    bands = survey_bands(survey)
     c = latest.get("candidate", {})
     ra, dec = float(np.median([a["candidate"]["ra"] for a in alerts])), float(np.median([a["candidate"]["dec"] for a in alerts]))
     radec = (latest.get("coordinates") or {}).get("radec_str") or []

@@ -63,6 +63,10 @@ class Survey:
     fp_good: ClassVar[tuple[str, str] | None] = None
     #: how a cutout without a usable WCS is turned North up, East left (``kowalski.cutouts.LAYOUTS``)
     cutout_layout: ClassVar[str] = "flipud"
+    #: arcsec per cutout pixel, for stamps without WCS keywords (None: unknown)
+    pixel_scale_arcsec: ClassVar[float | None] = None
+    #: band names by the candidate's filter id (``fid``), for light curves and tables
+    bands: ClassVar[Mapping[int, str]] = {}
 
     # data rights: who sees which alert and which history point
     #: the alert's program-id field (dotted); None: the survey has no program ids, all is public

@@ -11,6 +11,8 @@ class ZTF(Survey):
     # forced photometry of schema >= 4: difference-image flux, its error and the zero point
     fp_flux = ("forcediffimflux", "forcediffimfluxunc", "magzpsci")
     fp_good = ("procstatus", "0")
+    bands = {1: "g", 2: "r", 3: "i"}
+    pixel_scale_arcsec = 1.012
     # program 1 is public, 2 the partnership's, 3 (and 0) Caltech's
     programid_field = "candidate.programid"
     history_programid_field = "programid"

@@ -28,6 +28,7 @@ from api.auth import UserCache, check_password, hash_password
 from api.base import NotFoundHandler
 from kowalski import db as kdb
 from kowalski.config import Config
+from kowalski.repositories import Users
 
 log = logging.getLogger("kowalski.api")
 
@@ -49,19 +50,19 @@ def make_app(config: Config, database) -> tornado.web.Application:
 
 def ensure_admin(config: Config) -> str:
     """Create the admin user, or reset its password to the configured one. Returns what was done."""
-    users = kdb.get_db(config)[config["collections"]["users"]]
+    users = Users(kdb.get_db(config), config)
     username = config["admin"]["username"]
     password = str(config["admin"]["password"])
-    doc = users.find_one({"_id": username})
+    doc = users.get(username)
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     rounds = int(config["api"].get("bcrypt_rounds", 12))
     if doc is None:
-        users.update_one({"_id": username}, {"$setOnInsert": {
+        users.add_if_missing(username, {
             "username": username, "email": config["admin"].get("email") or "",
-            "password": hash_password(password, rounds), "permissions": {}, "last_modified": now}}, upsert=True)
+            "password": hash_password(password, rounds), "permissions": {}, "last_modified": now})
         return "created"
     if not check_password(password, doc.get("password")):
-        users.update_one({"_id": username}, {"$set": {"password": hash_password(password, rounds), "last_modified": now}})
+        users.update(username, {"password": hash_password(password, rounds), "last_modified": now})
         return "password updated"
     return "unchanged"
 

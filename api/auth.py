@@ -18,6 +18,7 @@ import bcrypt
 import jwt
 
 from kowalski.config import Config
+from kowalski.repositories import Users
 
 SUPPORTED_PENQUINS_VERSIONS = (
     "2.0.0", "2.0.1", "2.0.2", "2.1.0", "2.1.1", "2.2.0", "2.2.1",
@@ -99,7 +100,7 @@ def decode_header(config: Config, header: str) -> str:
 class UserCache:
     def __init__(self, config: Config):
         self.ttl = float(config["api"].get("user_cache_seconds", 5))
-        self.collection = config["collections"]["users"]
+        self.config = config
         self._cache: dict[str, tuple[float, dict | None]] = {}
 
     async def get(self, db, username: str, handler=None) -> dict | None:
@@ -108,7 +109,7 @@ class UserCache:
         if hit and hit[0] > now:
             return hit[1]
         t0 = time.perf_counter()
-        doc = await db[self.collection].find_one({"_id": username}, {"password": 0})
+        doc = await Users(db, self.config).get(username, {"password": 0})
         if handler is not None:
             handler.db_seconds += time.perf_counter() - t0
         if len(self._cache) > 10000:

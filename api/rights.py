@@ -28,6 +28,7 @@ from bson import json_util
 
 from api.base import APIError
 from kowalski.config import Config
+from kowalski.db import system_collections
 from kowalski.surveys import Survey, get_survey
 
 FORBIDDEN_OPERATORS = frozenset({"$where", "$function", "$accumulator", "$out", "$merge"})
@@ -72,10 +73,6 @@ def validate_permissions(config: Config, perms: Any) -> dict[str, list[int]]:
             raise APIError(400, f"permissions.{survey} must be a list of integer program ids")
         out[survey.lower()] = sorted(set(ids))
     return out
-
-
-def system_collections(config: Config) -> set[str]:
-    return set(config["collections"].values())
 
 
 def is_system_collection(config: Config, name: str) -> bool:

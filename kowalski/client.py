@@ -201,8 +201,8 @@ class Kowalski:
         scale and its stamps' layout (North up, East left with the origin at the bottom)."""
         from astropy.wcs import WCS
 
-        prefix = survey.upper()
-        doc = self.query("find_one", {"catalog": f"{prefix}_alerts", "filter": {"candid": int(candid)},
+        catalog = _definition(survey)({}).alerts_collection  # the default prefix: the client has no config
+        doc = self.query("find_one", {"catalog": catalog, "filter": {"candid": int(candid)},
                                       "projection": {"_id": 0, "candidate.ra": 1, "candidate.dec": 1}})
         if not doc:
             raise KowalskiError(f"{survey} alert {candid} not found")

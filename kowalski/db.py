@@ -433,7 +433,7 @@ def filters_collection(config: Config):
 
 
 def filter_outbox(config: Config, survey: str):
-    return get_db(config)[f"{survey_config(config, survey)['prefix']}_filter_outbox"]
+    return get_db(config)[_survey(config, survey).outbox_collection]
 
 
 def ensure_outbox_indexes(config: Config, survey: str) -> list[str]:

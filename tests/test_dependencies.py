@@ -2,7 +2,9 @@
 
 The core (`kowalski/`) and the filter engine (`mql/`) import no component; `api/` and `broker/`
 never import each other; `dashboards/` and `hub/` use the API over HTTP only; only the database
-layer (`kowalski/db.py`) imports the driver. The crossings that exist today are listed below, each
+layer (`kowalski/db.py`) imports the driver, and only it and the repositories
+(`kowalski/repositories.py`) name the system collections (`collections.*` in config) and the survey
+collections' suffixes. The crossings that exist today are listed below, each
 with its reason: a new one fails the test, and so does a listed one that has gone (shrink the list).
 """
 
@@ -51,6 +53,16 @@ def test_components_import_only_what_the_rules_allow():
         f"{f} -> {m}" for f, m in new)
     gone = sorted(KNOWN_CROSSINGS - crossings)
     assert not gone, f"no longer crossing, remove from KNOWN_CROSSINGS: {gone}"
+
+
+def test_only_the_database_layer_names_collections():
+    """Collection names come from config and the survey definitions, read in one place each."""
+    allowed = {"kowalski/db.py", "kowalski/repositories.py", "kowalski/surveys/base.py"}
+    naming = ('["collections"]', "['collections']", '}_alerts', '}_filter_outbox')
+    found = sorted(f"{path.relative_to(ROOT).as_posix()}: {word}" for pkg in PACKAGES
+                   for path in (ROOT / pkg).rglob("*.py") if path.relative_to(ROOT).as_posix() not in allowed
+                   for word in naming if word in path.read_text())
+    assert not found, f"collection names built outside the database layer: {found}"
 
 
 def test_only_the_database_layer_imports_the_driver():

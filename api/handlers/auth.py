@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from api import auth
 from api.base import APIError, BaseHandler, authenticated
+from kowalski.repositories import Users
 
 
 class AuthHandler(BaseHandler):
@@ -20,7 +21,7 @@ class AuthHandler(BaseHandler):
         version = body.get("penquins.__version__")
         if version is not None and version not in auth.SUPPORTED_PENQUINS_VERSIONS:
             raise APIError(400, f"unsupported version of penquins: {version}")
-        doc = await self.db[self.config["collections"]["users"]].find_one({"_id": username}, {"password": 1})
+        doc = await Users(self.db, self.config).get(username, {"password": 1})
         if doc is None or not await auth.check_password_async(password, doc.get("password")):
             raise APIError(401, "Unauthorized")
         self.success(token=auth.issue_token(self.config, username))

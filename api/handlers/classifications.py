@@ -16,6 +16,7 @@ from api.base import APIError, BaseHandler, authenticated
 from api.rights import Rights
 from kowalski import db as kdb
 from kowalski.db import UpdateOne
+from kowalski.repositories import Alerts
 from kowalski.surveys import get_survey
 
 KINDS = ("human_labels", "ml_scores")
@@ -90,7 +91,8 @@ class _ClassificationsBase(BaseHandler):
         if field:
             projection[field] = 1
         t0 = time.perf_counter()
-        docs = await self.db[coll].find(rights.restrict_filter(coll, {"candid": {"$in": candids}}), projection).to_list(None)
+        docs = await Alerts(self.db, self.config, survey).find(rights.restrict_filter(coll, {"candid": {"$in": candids}}),
+                                                             projection)
         self.db_seconds += time.perf_counter() - t0
         found = {}
         oid_field = definition.object_id
@@ -122,7 +124,7 @@ class ClassificationsHandler(_ClassificationsBase):
                     update[f"{kind}.{label}"] = value
             ops.append(UpdateOne({"_id": candid}, {"$set": update}, upsert=True))
         t0 = time.perf_counter()
-        await self.db[kdb.classifications_collection(self.config, survey)].bulk_write(ops, ordered=False)
+        await Alerts(self.db, self.config, survey).classify(ops)
         self.db_seconds += time.perf_counter() - t0
         self.success(f"added classifications for {survey} alerts")
 
@@ -139,7 +141,7 @@ class ClassificationsHandler(_ClassificationsBase):
                 ops.append(UpdateOne({"_id": candid}, {"$unset": unset}))
         if ops:
             t0 = time.perf_counter()
-            await self.db[kdb.classifications_collection(self.config, survey)].bulk_write(ops, ordered=False)
+            await Alerts(self.db, self.config, survey).classify(ops)
             self.db_seconds += time.perf_counter() - t0
         self.success(f"deleted classifications for {survey} alerts")
 
@@ -153,7 +155,7 @@ class ClassificationHandler(_ClassificationsBase):
         coll = kdb.classifications_collection(self.config, survey)
         rights = Rights(self.config, self.current_user, self.is_admin)
         t0 = time.perf_counter()
-        doc = await self.db[coll].find_one(rights.restrict_filter(coll, {"_id": cid}))
+        doc = await Alerts(self.db, self.config, survey).classification(rights.restrict_filter(coll, {"_id": cid}))
         self.db_seconds += time.perf_counter() - t0
         if doc is None:
             raise APIError(404, f"no classifications for {survey} alert {candid}")

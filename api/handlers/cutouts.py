@@ -16,7 +16,7 @@ import time
 
 from api.base import APIError, BaseHandler, authenticated
 from api.rights import Rights
-from kowalski import db as kdb
+from kowalski.repositories import Alerts
 from kowalski.surveys import CUTOUT_KINDS, get_survey
 from kowalski.cutouts import CMAPS, INTERVALS, STRETCHES, north_up_east_left, read_fits, render_png  # noqa: F401 - re-exported
 
@@ -70,7 +70,7 @@ class CutoutHandler(BaseHandler):
         rights = Rights(self.config, self.current_user, self.is_admin)
         flt = rights.restrict_filter(coll, {"candid": int(candid)})
         t0 = time.perf_counter()
-        doc = await self.db[coll].find_one(flt, {"_id": 0, field: 1})
+        doc = await Alerts(self.db, self.config, survey).find_one(flt, {"_id": 0, field: 1})
         self.db_seconds += time.perf_counter() - t0
         if doc is None:
             raise APIError(404, f"{survey} alert {candid} not found")

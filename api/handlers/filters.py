@@ -35,6 +35,7 @@ from kowalski.filters.backtest import (
 )
 from kowalski.db import DuplicateKeyError
 from kowalski.filters.inputs import UpstreamSpec, filter_input
+from kowalski.repositories import Alerts, Filters, Users
 from kowalski.surveys import get_survey
 
 log = logging.getLogger("kowalski.api.filters")
@@ -113,7 +114,7 @@ def pipeline_text(pipeline, what: str = "pipeline") -> str:
 class _FiltersBase(BaseHandler):
     @property
     def filters(self):
-        return self.db[self.config["collections"]["filters"]]
+        return Filters(self.db, self.config)
 
     @property
     def fconfig(self) -> dict:
@@ -141,7 +142,7 @@ class _FiltersBase(BaseHandler):
                                 f"of {catalog} you may not see (yours: {allowed}); the admin grants them")
 
     async def load(self, filter_id: int) -> dict:
-        doc = await self.filters.find_one({"filter_id": filter_id})
+        doc = await self.filters.get(filter_id)
         if doc is None:
             raise APIError(400, f"Filter id {filter_id} not found")
         self.check_group(doc.get("group_id"))
@@ -157,17 +158,11 @@ class _FiltersBase(BaseHandler):
     # --- archive access ---------------------------------------------------------------------
     async def _alerts_with_aux(self, survey: UpstreamSpec, query: dict, limit: int | None = None,
                                newest_first: bool = False) -> tuple[list, dict]:
-        cur = self.db[survey.collection].find(query, cutout_projection(survey))
-        if newest_first:
-            cur = cur.sort([("candidate.jd", -1)])
-        if limit:
-            cur = cur.limit(int(limit))
-        alerts = await cur.to_list(None)
+        archive = Alerts(self.db, self.config, survey.survey)
+        alerts = await archive.find(query, cutout_projection(survey), newest_first=newest_first, limit=int(limit or 0))
         oid = object_id_field(survey)
-        ids = list({a.get(oid) for a in alerts if a.get(oid) is not None})
-        aux = {}
-        if ids:
-            aux = {x["_id"]: x for x in await self.db[survey.aux_collection].find({"_id": {"$in": ids}}).to_list(None)}
+        ids = {a.get(oid) for a in alerts if a.get(oid) is not None}
+        aux = {x["_id"]: x for x in await archive.aux_of(ids)} if ids else {}
         return alerts, aux
 
     async def dry_run(self, catalog: str, text: str, permissions, what: str, filter_id) -> str | None:
@@ -246,8 +241,7 @@ class _FiltersBase(BaseHandler):
                     alloc = int(value["allocation_id"])
                 except ValueError:
                     raise APIError(400, f"{prefix}auto_followup.allocation_id must be an integer id") from None
-                async for other in self.filters.find({"auto_followup.allocation_id": {"$exists": True},
-                                                      "filter_id": {"$ne": filter_id}}):
+                for other in await self.filters.others_with_followup(filter_id):
                     af = other.get("auto_followup") or {}
                     try:
                         same = int(af.get("allocation_id")) == alloc
@@ -280,8 +274,8 @@ class FiltersHandler(_FiltersBase):
         """The filters the user may manage (all for the admin)."""
         q = {} if self.is_admin else {"group_id": {"$in": list(self.current_user.get("groups") or [])}}
         offset, limit = self.page_args()
-        total = await self.filters.count_documents(q)
-        docs = await self.filters.find(q).sort([("filter_id", 1)]).skip(offset).limit(limit).to_list(None)
+        total = await self.filters.count(q)
+        docs = await self.filters.page(q, offset, limit)
         nxt = offset + limit if offset + limit < total else None
         self.success(f"Retrieved {len(docs)} filters", docs, _pagination={
             "offset": offset, "limit": limit, "total": total,
@@ -328,7 +322,7 @@ class FiltersHandler(_FiltersBase):
         autosave = await self.check_option("autosave", autosave, catalog, permissions, filter_id, False)
         auto_followup = await self.check_option("auto_followup", auto_followup, catalog, permissions, filter_id, False)
 
-        existing = await self.filters.find_one({"filter_id": filter_id})
+        existing = await self.filters.get(filter_id)
         if existing is not None and existing.get("group_id") != group_id:
             raise APIError(400, f"filter id {filter_id} already exists in group {existing.get('group_id')}")
         now = utcnow()
@@ -338,9 +332,8 @@ class FiltersHandler(_FiltersBase):
             candidate = {**existing, "fv": existing.get("fv", []) + [version]}
             if existing.get("active", True):
                 await self.flood_guard(candidate, version["fid"])
-            await self.filters.update_one({"_id": existing["_id"]}, {
-                "$push": {"fv": version},
-                "$set": {"active_fid": version["fid"], "last_modified": now}})
+            await self.filters.update(existing["_id"], {"active_fid": version["fid"], "last_modified": now},
+                                      push={"fv": version})
         else:
             doc = {"filter_id": filter_id, "group_id": group_id, "catalog": catalog, "permissions": permissions,
                    "active": active, "autosave": autosave, "auto_followup": auto_followup,
@@ -349,7 +342,7 @@ class FiltersHandler(_FiltersBase):
             if active:
                 await self.flood_guard(doc, version["fid"])
             try:
-                await self.filters.insert_one(doc)
+                await self.filters.add(doc)
             except DuplicateKeyError:
                 raise APIError(409, f"filter id {filter_id} was created concurrently; retry") from None
         log.info("filter %d (group %d): saved version %s by %s", filter_id, group_id, version["fid"], self.username)
@@ -389,9 +382,9 @@ class FiltersHandler(_FiltersBase):
         if activating and fid:
             await self.flood_guard(doc, fid)
         updates["last_modified"] = utcnow()
-        await self.filters.update_one({"_id": doc["_id"]}, {"$set": updates})
+        await self.filters.update(doc["_id"], updates)
         log.info("filter %d: updated %s by %s", filter_id, sorted(updates), self.username)
-        self.success(f"Updated filter id {filter_id}", await self.filters.find_one({"_id": doc["_id"]}))
+        self.success(f"Updated filter id {filter_id}", await self.filters.get_by_key(doc["_id"]))
 
 
 class FilterHandler(_FiltersBase):
@@ -404,7 +397,7 @@ class FilterHandler(_FiltersBase):
     async def delete(self, filter_id: str):
         n = path_filter_id(filter_id)
         doc = await self.load(n)
-        res = await self.filters.delete_one({"_id": doc["_id"]})
+        res = await self.filters.remove(doc["_id"])
         if res.deleted_count == 0:
             raise APIError(400, f"Filter id {n} not found")
         log.info("filter %d removed by %s", n, self.username)
@@ -515,14 +508,14 @@ class UserGroupsHandler(BaseHandler):
 
     @property
     def users(self):
-        return self.db[self.config["collections"]["users"]]
+        return Users(self.db, self.config)
 
     @authenticated
     async def get(self, username: str):
         """A user's own groups (which filters they may manage and create), or any user's for the admin."""
         if username != self.username and not self.is_admin:
             raise APIError(403, "Forbidden: you may read your own groups only")
-        doc = await self.users.find_one({"_id": username}, {"groups": 1})
+        doc = await self.users.get(username, {"groups": 1})
         if doc is None:
             raise APIError(400, f"user {username} not found")
         self.success(f"groups of user {username}", doc.get("groups", []))
@@ -534,7 +527,7 @@ class UserGroupsHandler(BaseHandler):
         if set(body) != {"groups"} or not isinstance(groups, list) or not all(
                 isinstance(g, int) and not isinstance(g, bool) and g >= 1 for g in groups):
             raise APIError(400, 'body must be {"groups": [group id, ...]} with integer group ids >= 1')
-        res = await self.users.update_one({"_id": username}, {"$set": {"groups": sorted(set(groups))}})
+        res = await self.users.update(username, {"groups": sorted(set(groups))})
         if res.matched_count == 0:
             raise APIError(400, f"user {username} not found")
         self.state.users.forget(username)

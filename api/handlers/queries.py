@@ -23,6 +23,7 @@ from api.base import APIError, BaseHandler, authenticated, loads
 from api.coords import ANGULAR_UNITS, angle_to_rad, parse_radec, to_geojson
 from api.rights import Rights, check_forbidden, is_system_collection
 from kowalski import sky, skymaps
+from kowalski.repositories import Skymaps
 
 QUERY_TYPES = ("cone_search", "count_documents", "estimated_document_count", "find", "find_one",
                "aggregate", "info", "near", "drop", "skymap")
@@ -361,8 +362,7 @@ class Query:
             raise APIError(400, f"catalog {coll} has no HEALPix pixel index ({sky.INDEX_NAME}): skymap queries need "
                                 f"it; an administrator must run `kowalski db migrate`")
         async with self.timed():
-            doc = await self.db[self.h.config["collections"]["skymaps"]].find_one(
-                selector, {"dateobs": 1, f"regions.contour{level}": 1})
+            doc = await Skymaps(self.db, self.h.config).get(selector, {"dateobs": 1, f"regions.contour{level}": 1})
         region = regions.region_of(doc, level)
         flt = parse_object(self.query.get("filter"), "query.filter", {})
         window = self.query.get("time_window_days")

@@ -31,6 +31,7 @@ from api.base import APIError, BaseHandler, authenticated
 from kowalski import contours as kcontours
 from kowalski import skymaps, voevent
 from kowalski.db import DuplicateKeyError
+from kowalski.repositories import Skymaps
 from kowalski.skymaps import SkymapError
 
 log = logging.getLogger("kowalski.api.skymap")
@@ -222,7 +223,7 @@ def summary(doc: dict, with_moc: bool = False) -> dict:
 class SkymapHandler(BaseHandler):
     @property
     def skymaps(self):
-        return self.db[self.config["collections"]["skymaps"]]
+        return Skymaps(self.db, self.config)
 
     async def _db(self, awaitable):
         t0 = time.perf_counter()
@@ -238,8 +239,7 @@ class SkymapHandler(BaseHandler):
             ors.append({"triggerid": triggerid})
         if aliases:
             ors.append({"aliases": {"$in": aliases}})
-        docs = await self._db(self.skymaps.find({"localization_name": name, "$or": ors},
-                                                {"regions": 0}).to_list(100))
+        docs = await self._db(self.skymaps.find({"localization_name": name, "$or": ors}, {"regions": 0}, 100))
         for d in docs:
             if d.get("dateobs") == dateobs or (triggerid is not None and d.get("triggerid") == triggerid) or \
                     (aliases and sorted(d.get("aliases") or []) == sorted(aliases)):
@@ -303,7 +303,7 @@ class SkymapHandler(BaseHandler):
         if triggerid is not None:
             doc["triggerid"] = triggerid
         try:
-            await self._db(self.skymaps.insert_one(doc))
+            await self._db(self.skymaps.add(doc))
         except DuplicateKeyError:  # the same skymap stored concurrently: add our levels to it
             existing = await self._existing(dateobs, triggerid, aliases, name)
             if existing is None:
@@ -316,7 +316,7 @@ class SkymapHandler(BaseHandler):
 
     async def _update(self, existing: dict, contours: dict, regions: dict) -> None:
         sets = {f"contours.{k}": v for k, v in contours.items()} | {f"regions.{k}": v for k, v in regions.items()}
-        await self._db(self.skymaps.update_one({"_id": existing["_id"]}, {"$set": sets}))
+        await self._db(self.skymaps.update(existing["_id"], sets))
 
     def finish_json(self, body: dict) -> None:
         from api.base import dumps
@@ -361,7 +361,7 @@ class SkymapHandler(BaseHandler):
         if not query:
             return self.error200("must provide dateobs, triggerid, or alias")
         with_moc = (get("moc", "false") or "").lower() in ("1", "true", "yes")
-        doc = await self._db(self.skymaps.find_one(query))
+        doc = await self._db(self.skymaps.get(query))
         if doc is None:
             return self.error200("no skymap found")
         wanted = get("contours", None)
@@ -388,7 +388,7 @@ class SkymapHandler(BaseHandler):
         if not isinstance(name, str) or not name:
             return self.error200("localization_name is required")
         query["localization_name"] = name
-        result = await self._db(self.skymaps.delete_one(query))
+        result = await self._db(self.skymaps.remove(query))
         if result.deleted_count == 0:
             return self.error200("no skymap found")
         log.info("skymap %s deleted by %s", query, self.username)
@@ -399,12 +399,11 @@ class SkymapsHandler(BaseHandler):
     @authenticated
     async def get(self):
         """The stored skymaps, newest event first (``?offset=&limit=``)."""
-        coll = self.db[self.config["collections"]["skymaps"]]
+        skymaps = Skymaps(self.db, self.config)
         offset, limit = self.page_args()
         t0 = time.perf_counter()
-        total = await coll.count_documents({})
-        docs = await coll.find({}, {"contours": 0}).sort(
-            [("dateobs", -1), ("localization_name", 1)]).skip(offset).limit(limit).to_list(None)
+        total = await skymaps.count()
+        docs = await skymaps.page(offset, limit, {"contours": 0})
         self.db_seconds += time.perf_counter() - t0
         rows = []
         for d in docs:

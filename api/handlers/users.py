@@ -6,11 +6,11 @@ import asyncio
 import datetime as dt
 import re
 
-
 from api import auth
 from api.base import APIError, BaseHandler, admin_only
 from api.rights import validate_permissions
 from kowalski.db import DuplicateKeyError
+from kowalski.repositories import Users
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
 
@@ -38,7 +38,7 @@ async def hash_password(config, password: str) -> str:
 class _UsersBase(BaseHandler):
     @property
     def users(self):
-        return self.db[self.config["collections"]["users"]]
+        return Users(self.db, self.config)
 
 
 class UsersHandler(_UsersBase):
@@ -62,7 +62,7 @@ class UsersHandler(_UsersBase):
             "last_modified": dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
         }
         try:
-            await self.users.insert_one(doc)
+            await self.users.add(doc)
         except DuplicateKeyError:
             raise APIError(409, f"user {username} already exists") from None
         self.state.users.forget(username)
@@ -93,19 +93,19 @@ class UserHandler(_UsersBase):
             check_username(new_name)
         elif not update:
             raise APIError(400, "nothing to change: give username, password, email or permissions")
-        old = await self.users.find_one({"_id": username})
+        old = await self.users.get(username)
         if old is None:
             raise APIError(400, f"user {username} not found")
         update["last_modified"] = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         if new_name is not None and new_name != username:
             new = {**old, **update, "_id": new_name, "username": new_name}
             try:
-                await self.users.insert_one(new)
+                await self.users.add(new)
             except DuplicateKeyError:
                 raise APIError(409, f"user {new_name} already exists") from None
-            await self.users.delete_one({"_id": username})
+            await self.users.remove(username)
         else:
-            await self.users.update_one({"_id": username}, {"$set": update})
+            await self.users.update(username, update)
         self.state.users.forget(username)
         self.success(f"edited user {username}")
 
@@ -114,7 +114,7 @@ class UserHandler(_UsersBase):
         """Remove a user."""
         if username == self.config["admin"]["username"]:
             raise APIError(400, "cannot remove the superuser!")
-        res = await self.users.delete_one({"_id": username})
+        res = await self.users.remove(username)
         if res.deleted_count == 0:
             raise APIError(400, f"user {username} not found")
         self.state.users.forget(username)

@@ -28,6 +28,7 @@ import threading
 from dataclasses import dataclass
 
 from kowalski import db
+from kowalski.repositories import Alerts, Outbox
 from kowalski.surveys import get_survey
 
 log = logging.getLogger("kowalski.delivery")
@@ -76,14 +77,13 @@ class Delivery:
                 from broker.delivery.skyportal import SkyPortalTarget
                 targets["skyportal"] = SkyPortalTarget(config, self.survey)
         self.targets = targets
-        self.outbox = db.filter_outbox(config, self.survey)
+        self.outbox = Outbox(db.get_db(config), config, self.survey)
         db.ensure_outbox_indexes(config, self.survey)  # due-item queries rely on it, whoever created the outbox
         self.stats = {t: {"delivered": 0, "failed": 0} for t in self.targets}
 
     def due(self, target: str, now: dt.datetime | None = None) -> list[dict]:
         now = now or utcnow()
-        return list(self.outbox.find({"pending": target, f"next_at.{target}": {"$lte": now}})
-                    .sort([("created_at", 1), ("_id", 1)]).limit(self.batch))
+        return self.outbox.due(target, now, self.batch)
 
     def _items(self, docs: list[dict]) -> list[Item]:
         from kowalski.filters.inputs import filter_input
@@ -91,7 +91,7 @@ class Delivery:
 
         spec = get_survey(self.survey, self.config).upstream
         oid = spec.object_id
-        alerts = {a["candid"]: a for a in db.get_db(self.config)[spec.collection]
+        alerts = {a["candid"]: a for a in Alerts(db.get_db(self.config), self.config, self.survey)
                   .find({"candid": {"$in": [d["candid"] for d in docs]}})}
         aux = db.aux_by_ids(self.config, self.survey, [d["objectId"] for d in docs if d.get("objectId")])
         items = []
@@ -120,20 +120,17 @@ class Delivery:
                 for d in docs:
                     err = results.get(d["_id"], "no result from the target")
                     if err is None:
-                        self.outbox.update_one({"_id": d["_id"]}, {"$pull": {"pending": name},
-                                                                   "$set": {f"delivered_at.{name}": now}})
+                        self.outbox.delivered(d["_id"], name, now)
                         delivered += 1
                         progress = True
                     else:
                         n = int((d.get("attempts") or {}).get(name, 0)) + 1
-                        update = {"$set": {f"attempts.{name}": n, f"last_error.{name}": str(err)[:1000],
-                                           f"next_at.{name}": now + dt.timedelta(seconds=self.backoff(n))}}
-                        if self.max_attempts and n >= self.max_attempts:  # parked, kept, visible: not lost
-                            update["$pull"] = {"pending": name}
-                            update["$set"][f"gave_up.{name}"] = now
+                        give_up = bool(self.max_attempts and n >= self.max_attempts)  # parked, kept, visible: not lost
+                        if give_up:
                             log.error("delivery to %s of %s: giving up after %d attempts: %s", name, d["_id"], n,
                                       str(err)[:300])
-                        self.outbox.update_one({"_id": d["_id"]}, update)
+                        self.outbox.failed(d["_id"], name, n, str(err), now + dt.timedelta(seconds=self.backoff(n)),
+                                           gave_up_at=now if give_up else None)
                         failed += 1
                         log.warning("delivery to %s of %s failed (attempt %d, next in %.0f s): %s", name, d["_id"], n,
                                     self.backoff(n), str(err)[:300])
@@ -147,7 +144,7 @@ class Delivery:
         return out
 
     def pending(self) -> int:
-        return self.outbox.count_documents({"pending": {"$exists": True, "$ne": []}})
+        return self.outbox.pending_count()
 
     def run(self, stop: threading.Event, idle_s: float = 1.0) -> None:
         while not stop.is_set():

@@ -24,6 +24,7 @@ import numpy as np
 import requests
 
 from kowalski import db
+from kowalski.repositories import Outbox
 from kowalski.surveys import get_survey
 
 log = logging.getLogger("kowalski.delivery.skyportal")
@@ -128,7 +129,7 @@ class SkyPortalTarget:
         from kowalski import __version__
         self.session.headers.update({"Authorization": f"token {sc.get('token')}",
                                      "User-Agent": f"Kowalski {__version__}"})
-        self.outbox = db.filter_outbox(config, survey)
+        self.outbox = Outbox(db.get_db(config), config, survey)
         self.streams: dict | None = None
         self.instrument_id: int | None = None
         self._groups: dict = {}
@@ -203,7 +204,7 @@ class SkyPortalTarget:
         delay = 0.5
         while True:
             try:
-                self.outbox.update_one({"_id": it.doc["_id"]}, {"$addToSet": {"done.skyportal": step}})
+                self.outbox.step_done(it.doc["_id"], "skyportal", step)
                 break
             except db.DatabaseUnavailable as exc:
                 log.warning("%s: recording step %s: database unavailable (%s); retrying in %.1f s", it.doc["_id"],

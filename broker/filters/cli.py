@@ -42,11 +42,12 @@ def _jd(text: str | None, name: str):
 def _filter_doc(config, args) -> dict:
     from mql import FilterCompileError, validate_pipeline
     from kowalski import db
+    from kowalski.repositories import Filters
 
     if args.filter_id is not None:
         if args.pipeline is not None:
             _fail("give --filter-id or --pipeline, not both")
-        doc = db.filters_collection(config).find_one({"filter_id": args.filter_id})
+        doc = Filters(db.get_db(config), config).get(args.filter_id)
         if doc is None:
             _fail(f"Filter id {args.filter_id} not found in database {config['database']['name']!r}")
         if args.permissions is not None:

@@ -37,6 +37,7 @@ __all__ = ["filter_input", "upstream_pipeline", "upstream_spec", "UpstreamSpec"]
 
 @dataclass(frozen=True)
 class UpstreamSpec:
+    survey: str                     # the survey's name
     collection: str                 # the survey's alert collection
     aux_collection: str             # its aux collection (one document per object)
     object_id: str                  # the object-id field (aux _id)

@@ -105,7 +105,7 @@ class Survey:
         """The document filters see, as Kowalski's upstream pipeline builds it (``kowalski.filters.inputs``)."""
         from kowalski.filters.inputs import UpstreamSpec
 
-        return UpstreamSpec(self.alerts_collection, self.aux_collection, self.object_id, tuple(self.cutout_fields), self.programid_field,
+        return UpstreamSpec(self.name, self.alerts_collection, self.aux_collection, self.object_id, tuple(self.cutout_fields), self.programid_field,
                             self.history_programid_field, float(self.history_window_days), self.has_fp_hists,
                             self.fp_good if self.has_fp_hists else None)
 
@@ -125,6 +125,11 @@ class Survey:
     @property
     def classifications_collection(self) -> str:
         return f"{self.prefix}_alerts_classifications"
+
+    @property
+    def outbox_collection(self) -> str:
+        """Filter outputs waiting for delivery (``broker/delivery``)."""
+        return f"{self.prefix}_filter_outbox"
 
     def cutout_field(self, which: str) -> str:
         """The field of cutout ``which`` (science, template, difference)."""

@@ -12,7 +12,6 @@ Alerts are the real ZTF samples, replicated with fresh ids (marked synthetic in 
 
 from __future__ import annotations
 
-import io
 import os
 import platform
 import re
@@ -165,9 +164,15 @@ def bench_ingest(args) -> int:
     payloads = _payloads(config, args.alerts + 64)
     warmup, payloads = payloads[-64:], payloads[:-64]
     d = db.get_db(config)
-    for coll in (db.alerts_collection(config, "ztf"), db.aux_collection(config, "ztf")):
+    for coll in (db.alerts_collection(config, "ztf"), db.aux_collection(config, "ztf"),
+                 db.filter_outbox(config, "ztf").name, db.filters_collection(config).name):
         d[coll].drop()
     db.ensure_indexes(config, ["ztf"])
+    if args.filters:
+        from broker.filters.bench import add_active_filters
+
+        add_active_filters(config, args.filters)
+        print(f"filters: {args.filters} active (realistic: test, stationary, fast families), run on every stored alert")
 
     results = {}
     if not args.skip_nowrite:
@@ -180,6 +185,8 @@ def bench_ingest(args) -> int:
     results["e2e"] = r
     print(f"end to end (stored): {r['rate']:.1f} alerts/s, {r['stored']} stored, {r['failed']} failed, "
           f"{r['alerts']} alerts in {r['seconds']:.1f} s")
+    if args.filters:
+        print(f"  filter outputs in the outbox: {db.filter_outbox(config, 'ztf').estimated_document_count()}")
     print("  ms per alert by stage: " + ", ".join(f"{k} {v:.2f}" for k, v in r["stage_ms"].items()))
     if args.latency_rate > 0:
         n = int(args.latency_rate * args.latency_seconds) + 32
@@ -200,5 +207,6 @@ def register(sub) -> None:
     p.add_argument("--latency-rate", type=float, default=50.0, help="alerts/s for the latency run (0: skip)")
     p.add_argument("--latency-seconds", type=float, default=20.0)
     p.add_argument("--skip-nowrite", action="store_true")
+    p.add_argument("--filters", type=int, default=0, help="active filters run on every stored alert (end to end)")
     p.add_argument("--database", default=BENCH_DB)
     p.set_defaults(func=bench_ingest)

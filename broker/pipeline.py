@@ -207,7 +207,7 @@ def ingest_files(config: Mapping, survey_name: str, paths, crossmatch: store_sta
     aux_new, aux_updated, failed, ml_skipped}; rejected files are logged with their reason."""
     from kowalski import db
 
-    db.ensure_indexes(config, [get_kernel(survey_name, config).survey.name])
+    db.ensure_indexes(config, [get_survey(survey_name, config).name])
     totals = {"messages": 0, "inserted": 0, "duplicates": 0, "aux_new": 0, "aux_updated": 0, "failed": 0,
               "ml_skipped": 0}
     batch: list[tuple[str, bytes]] = []

@@ -26,6 +26,7 @@ from pathlib import Path
 import psutil
 import requests
 
+from broker.filters.bench import add_active_filters
 from kowalski import db
 from kowalski.bench import get_bench_subparsers
 from kowalski.config import load_config
@@ -126,20 +127,6 @@ def _wait_http(url: str, ok, proc, what: str, timeout: float = 300):
     raise RuntimeError(f"{what} not ready after {timeout:.0f} s")
 
 
-def _add_filters(config, n: int) -> None:
-    import datetime as dt
-
-    from broker.filters.bench import realistic_filters
-
-    coll = db.filters_collection(config)
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    for i, (_, perms, pipeline) in enumerate(realistic_filters(n, seed=7), start=1):
-        coll.insert_one({"filter_id": i, "group_id": 1, "catalog": "ZTF_alerts", "permissions": list(perms),
-                         "active": True, "autosave": False, "auto_followup": {}, "update_annotations": False,
-                         "active_fid": "v00001", "created_at": now, "last_modified": now,
-                         "fv": [{"fid": "v00001", "pipeline": json.dumps(pipeline), "created_at": now}]})
-
-
 def bench_soak(args) -> int:
     if args.minutes <= 0 or args.rate <= 0:
         from kowalski.errors import CLIError
@@ -155,7 +142,7 @@ def bench_soak(args) -> int:
           f"{args.filters} active filters, database {args.database}", flush=True)
     db.client(config).drop_database(args.database)
     db.ensure_indexes(config)
-    _add_filters(config, args.filters)
+    add_active_filters(config, args.filters)
 
     topic = f"ztf_20991231_programid1_soak{uuid.uuid4().hex[:6]}"
     metrics_port, api_port = _free_port(), _free_port()

@@ -25,6 +25,7 @@ processes share the machine; each figure is the best of ``--repeat`` runs.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import platform
 import random
@@ -95,6 +96,22 @@ def fast_transient_filter(drb: float = 0.8, window: float = 10, rise: float = 0.
 
 
 FAMILIES = {"test": reference_filter, "stationary": stationary_filter, "fast": fast_transient_filter}
+
+
+def add_active_filters(config, n: int, catalog: str = "ZTF_alerts") -> None:
+    """Store n active realistic filters (ids 1..n) on ``catalog``, as users would have them."""
+    import datetime as dt
+
+    from kowalski import db
+    from kowalski.repositories import Filters
+
+    filters = Filters(db.get_db(config), config)
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    for i, (_, perms, pipeline) in enumerate(realistic_filters(n, seed=7), start=1):
+        filters.add({"filter_id": i, "group_id": 1, "catalog": catalog, "permissions": list(perms),
+                     "active": True, "autosave": False, "auto_followup": {}, "update_annotations": False,
+                     "active_fid": "v00001", "created_at": now, "last_modified": now,
+                     "fv": [{"fid": "v00001", "pipeline": json.dumps(pipeline), "created_at": now}]})
 
 
 def realistic_filters(n: int, seed: int = 0) -> list[tuple[str, tuple, list]]:

@@ -153,35 +153,24 @@ def render(session, survey: str, name: str, body: pn.Column) -> None:
     lc_note = pn.pane.Markdown(", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(counts.items())),
                                css_classes=["kw-lc-counts"])
 
+    alerts_df = alerts_frame(alerts, bands)
+    alerts_table = table(alerts_df, selectable=1, css_classes=["kw-alerts"])
+
+    def on_select(event):
+        if event.new:
+            candid = int(alerts_df.iloc[event.new[0]]["candid"])
+            cutouts.show(candid)
+            labels.show(candid)
+    alerts_table.param.watch(on_select, "selection")
+
+    xm = crossmatch_frames(aux, ra, dec)
+    xm_view = (pn.Tabs(*[(n, table(df)) for n, df in xm.items()]) if xm
+               else pn.pane.Markdown("No cross-matches stored for this object."))
     body.extend([
         summary,
         pn.Row(cutouts.view, pn.Column(pn.pane.Markdown("### ML scores (latest alert)"), table(scores_frame(latest), width=380),
                                        labels.view)),
         pn.Column(pn.pane.Markdown("### Light curve"), mode, lc_pane, lc_note),
+        pn.pane.Markdown("### Cross-matches"), xm_view,
+        pn.pane.Markdown("### Alerts (click a row to see its cutouts)"), alerts_table,
     ])
-
-    def tables():
-        """The cross-matches and the alerts table, on the server's next tick: the stamps and the
-        light curve reach the browser first (these tables are the page's costliest models)."""
-        alerts_df = alerts_frame(alerts, bands)
-        alerts_table = table(alerts_df, selectable=1, css_classes=["kw-alerts"])
-
-        def on_select(event):
-            if event.new:
-                candid = int(alerts_df.iloc[event.new[0]]["candid"])
-                cutouts.show(candid)
-                labels.show(candid)
-        alerts_table.param.watch(on_select, "selection")
-
-        xm = crossmatch_frames(aux, ra, dec)
-        xm_view = (pn.Tabs(*[(n, table(df)) for n, df in xm.items()]) if xm
-                   else pn.pane.Markdown("No cross-matches stored for this object."))
-        body.extend([pn.pane.Markdown("### Cross-matches"), xm_view,
-                     pn.pane.Markdown("### Alerts (click a row to see its cutouts)"), alerts_table])
-
-    def tables_or_message():
-        try:
-            tables()
-        except Exception as exc:  # noqa: BLE001 - as in load(): a message, never a traceback
-            body.append(banner(exc))
-    pn.state.execute(tables_or_message, schedule=True)

@@ -23,7 +23,7 @@ never modified; outputs belong to the caller (copy=False to skip the copy).
 Semantics are MongoDB's (missing vs null, BSON order, numeric types, paths through arrays,
 variables); the engine is checked against the manual's examples (tests/filters/vectors) and
 against the database's aggregate (tests/filters/test_engine_differential.py).  Expressions are
-compiled twice: closures (the reference, mql/expressions.py) and generated Python code for
+compiled twice: closures (the reference, mql/expressions/, one module per operator family) and generated Python code for
 speed (mql/codegen.py).
 
 The filter input (the alert + its history restricted to the filter's permissions) is built by the

@@ -55,14 +55,24 @@ class UpstreamSpec:
                           "coordinates"))
 
 
+_BY_NAME: dict[str, tuple[object, UpstreamSpec]] = {}  # name -> (the process config it came from, view)
+
+
 def upstream_spec(survey) -> UpstreamSpec:
-    """The upstream view of ``survey``: a survey definition, its name (process config) or the view itself."""
+    """The upstream view of ``survey``: a survey definition, its name (process config) or the view itself.
+    A name's view is kept per process config (building it per alert doubled the input's cost)."""
     if isinstance(survey, UpstreamSpec):
         return survey
     if isinstance(survey, str):
-        from kowalski.surveys import get_survey
+        from kowalski.config import get_config
 
-        survey = get_survey(survey)
+        config = get_config()
+        hit = _BY_NAME.get(survey)
+        if hit is None or hit[0] is not config:
+            from kowalski.surveys import get_survey
+
+            hit = _BY_NAME[survey] = (config, get_survey(survey, config).upstream)
+        return hit[1]
     return survey.upstream
 
 

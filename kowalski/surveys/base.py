@@ -29,6 +29,7 @@ class SkyPortalMapping:
     streams: Mapping[str, tuple[int, ...]]
     instrument: str
 
+
 def get_field(doc: Mapping, dotted: str, default: Any = None) -> Any:
     node: Any = doc
     for part in dotted.split("."):
@@ -105,8 +106,9 @@ class Survey:
         """The document filters see, as Kowalski's upstream pipeline builds it (``kowalski.filters.inputs``)."""
         from kowalski.filters.inputs import UpstreamSpec
 
-        return UpstreamSpec(self.name, self.alerts_collection, self.aux_collection, self.object_id, tuple(self.cutout_fields), self.programid_field,
-                            self.history_programid_field, float(self.history_window_days), self.has_fp_hists,
+        return UpstreamSpec(self.name, self.alerts_collection, self.aux_collection, self.object_id,
+                            tuple(self.cutout_fields), self.programid_field, self.history_programid_field,
+                            float(self.history_window_days), self.has_fp_hists,
                             self.fp_good if self.has_fp_hists else None)
 
     def __repr__(self) -> str:

@@ -3,14 +3,11 @@
 
 from __future__ import annotations
 
-import re
-
 import pandas as pd
 import panel as pn
 
 from dashboards.session import api_message, banner
-
-LABEL = re.compile(r"[^.$\x00][^.\x00]{0,63}")
+from kowalski.labels import name_problem, value_problem
 
 
 def labels_frame(answer: dict | None) -> pd.DataFrame:
@@ -22,11 +19,10 @@ def labels_frame(answer: dict | None) -> pd.DataFrame:
 def parse_label(text: str, value: float | None) -> dict[str, float]:
     """{label: value} from the form; a ValueError says what is wrong."""
     name = (text or "").strip()
-    if not LABEL.fullmatch(name):
-        raise ValueError("a label is 1–64 characters, without '.' and not starting with '$' (e.g. 'SN Ia')")
     v = 1.0 if value is None else float(value)
-    if not 0.0 <= v <= 1.0:
-        raise ValueError("a label's value (your confidence) is between 0 and 1")
+    problem = name_problem(name) or value_problem(v)
+    if problem:
+        raise ValueError(problem)
     return {name: v}
 
 

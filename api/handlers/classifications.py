@@ -2,7 +2,8 @@
 
 PUT ``{"<candid>": {"human_labels": {"Ia": 0.8} | ["Ia"] | "Ia,Ib", "ml_scores": {...}}}`` adds or
 updates; DELETE ``{"<candid>": {"human_labels": ["Ia"], "ml_scores": [...]}}`` removes labels;
-GET ``/{candid}`` reads them. Documents: ``{_id: candid, objectId, programid, human_labels,
+GET ``/{candid}`` reads them. Label names and values follow ``kowalski.labels`` (1–64 characters,
+no '.', no leading '$'; values from 0 to 1). Documents: ``{_id: candid, objectId, programid, human_labels,
 ml_scores}`` in ``<PREFIX>_alerts_classifications``; the alert's program id is copied in so the
 collection obeys the same data rights as the alerts (a user only labels and reads alerts they see).
 """
@@ -16,6 +17,7 @@ from api.base import APIError, BaseHandler, authenticated
 from api.rights import Rights
 from kowalski import db as kdb
 from kowalski.db import UpdateOne
+from kowalski.labels import name_problem, value_problem
 from kowalski.repositories import Alerts
 from kowalski.surveys import get_survey
 
@@ -24,14 +26,16 @@ MAX_ALERTS = 10000
 
 
 def _label(name) -> str:
-    if not isinstance(name, str) or not name or name.startswith("$") or "." in name or "\x00" in name:
-        raise APIError(400, f"bad label {name!r}: a non-empty string without '.' and not starting with '$'")
+    problem = name_problem(name)
+    if problem:
+        raise APIError(400, f"bad label {name!r}: {problem}")
     return name
 
 
 def _score(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise APIError(400, f"label values must be numbers, not {value!r}")
+    problem = value_problem(value)
+    if problem:
+        raise APIError(400, f"bad value {value!r}: {problem}")
     return float(value)
 
 

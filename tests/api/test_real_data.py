@@ -221,7 +221,8 @@ def test_classifications(api, archive, pub, partner):
     r = api.put("/api/classifications/ztf", {"1": {"human_labels": ["x"]}}, token=pub)
     assert r.status_code == 400 and r.json()["message"] == "not all alerts found in ztf collection"
     for body in ({"abc": {"human_labels": ["x"]}}, {str(candid): {"labels": ["x"]}}, {str(candid): {"human_labels": {"a.b": 1}}},
-                 {str(candid): {"human_labels": {"a": "high"}}}, {}):
+                 {str(candid): {"human_labels": {"a": "high"}}}, {str(candid): {"human_labels": {"a": 1.5}}},
+                 {str(candid): {"human_labels": {"x" * 65: 1}}}, {}):
         assert api.put("/api/classifications/ztf", body, token=pub).status_code == 400, body
     assert api.get("/api/classifications/ztf/1", token=pub).status_code == 404
     # data rights: a private alert can be neither labelled nor read by a public-only user

@@ -16,6 +16,9 @@ from api.coords import ANGULAR_UNITS
 from api.handlers.cutouts import CMAPS, CUTOUTS, FORMATS, INTERVALS, STRETCHES
 from api.handlers.queries import INFO_COMMANDS, QUERY_TYPES
 
+# kowalski.labels: a label's value is the confidence (or score), from 0 to 1
+_LABEL_VALUE = {"type": "number", "minimum": 0, "maximum": 1}
+
 
 def _ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -163,9 +166,9 @@ def _schemas() -> dict:
             "InfoQuery", "ConeSearchQuery", "NearQuery", "DropQuery", "SkymapQuery")],
             "discriminator": {"propertyName": "query_type"}},
         "Labels": {"type": "object", "minProperties": 1, "additionalProperties": {"type": "object", "properties": {
-            "human_labels": {"oneOf": [{"type": "object", "additionalProperties": {"type": "number"}},
+            "human_labels": {"oneOf": [{"type": "object", "additionalProperties": _LABEL_VALUE},
                                        {"type": "array", "items": {"type": "string"}}, {"type": "string"}]},
-            "ml_scores": {"oneOf": [{"type": "object", "additionalProperties": {"type": "number"}},
+            "ml_scores": {"oneOf": [{"type": "object", "additionalProperties": _LABEL_VALUE},
                                     {"type": "array", "items": {"type": "string"}}, {"type": "string"}]}}},
             "description": "candid → labels"},
     }

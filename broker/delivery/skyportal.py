@@ -20,7 +20,6 @@ import math
 import time
 from typing import Mapping
 
-import numpy as np
 import requests
 
 from kowalski import db
@@ -102,12 +101,14 @@ def _body(obj_id, sid, instrument_id, pts, origin) -> dict:
             "ra": [p[5] for p in pts], "dec": [p[6] for p in pts], "origin": [origin or None] * len(pts)}
 
 
-def thumbnail_png(cutout, ttype: str) -> bytes:
-    """Kowalski's thumbnail: 168x168 PNG (4 in at 42 dpi), bone, North up; log stretch, linear for sub."""
-    from kowalski.cutouts import read_fits, render_png
+def thumbnail_png(stamp: bytes, ttype: str, layout: str) -> bytes:
+    """Kowalski's thumbnail: 168x168 PNG (4 in at 42 dpi), bone, North up (the survey's stamp
+    ``layout``, as Kowalski turns them); log stretch, linear for sub."""
+    from kowalski.cutouts import north_up_east_left, read_fits, render_png
 
-    image, _ = read_fits(bytes(cutout["stampData"]))
-    return render_png(np.flipud(image), "linear" if ttype == "sub" else "log", "percentile", "bone", 168)
+    image, _ = read_fits(bytes(stamp))
+    return render_png(north_up_east_left(image, None, layout), "linear" if ttype == "sub" else "log", "percentile",
+                      "bone", 168)
 
 
 class SkyPortalTarget:
@@ -117,7 +118,8 @@ class SkyPortalTarget:
         sc = (config.get("delivery") or {}).get("skyportal") or {}
         self.config = config
         self.survey = survey
-        self.mapping = get_survey(survey, config).skyportal
+        self.definition = get_survey(survey, config)
+        self.mapping = self.definition.skyportal
         if self.mapping is None:
             raise SkyPortalError(f"survey {survey} has no SkyPortal mapping (bands, streams, instrument) in its "
                                  f"definition: its alerts cannot be posted to SkyPortal")
@@ -263,11 +265,11 @@ class SkyPortalTarget:
                 self.call("PUT", "/api/photometry", body, params=params or None)
 
     def _thumbnails(self, it) -> None:
-        for field, ttype in (("cutoutScience", "new"), ("cutoutTemplate", "ref"), ("cutoutDifference", "sub")):
-            cut = it.alert.get(field)
-            if not isinstance(cut, dict) or not cut.get("stampData"):
+        for which, ttype in enumerate(("new", "ref", "sub")):  # science, template, difference
+            stamp = self.definition.cutout_bytes(it.alert, which)
+            if stamp is None:
                 continue
-            png = thumbnail_png(cut, ttype)
+            png = thumbnail_png(stamp, ttype, self.definition.cutout_layout)
             self.call("POST", "/api/thumbnail", {"obj_id": it.doc["objectId"], "data": base64.b64encode(png).decode(),
                                                   "ttype": ttype})
 

@@ -2,26 +2,28 @@
 East left, with stretch, interval and colour-map controls (astropy.visualization scaling), and the
 FITS of each stamp and the alert's raw JSON to download.
 
-Drawn with Bokeh directly, and a new stretch or colour map only replaces the pixels or the palette
-of the figures already on the page: three HoloViews images cost 165 ms per page load on the server
-(profiled 2026-12-02), these a few ms."""
+Each stamp is a small PNG (its own pixels, scaled up by the browser without smoothing) in one HTML
+pane: the page's server time is mostly turning Bokeh models into the document patch, and a Bokeh
+figure per stamp was ~26 models (axes, grids, ranges, renderer...) against one (profiled
+2026-12-03); three HoloViews images had cost 165 ms per page load before that. A new stretch,
+interval or colour map re-renders the three PNGs (~1 ms each)."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import panel as pn
-from bokeh.models import ColumnDataSource, LinearColorMapper
-from bokeh.plotting import figure
 
+from kowalski.cutouts import CMAPS, INTERVALS, STRETCHES, north_up_east_left, read_fits, render_png
 from kowalski.surveys import CUTOUT_KINDS, get_survey
-from kowalski.cutouts import CMAPS, INTERVALS, STRETCHES, colour_table, normalize, north_up_east_left, read_fits
 
 CUTOUTS = CUTOUT_KINDS
 INTERVAL_LABELS = {"zscale": "zscale", "min_max": "min-max", "asymmetric_percentile": "percentile (1–100 %)"}
+SIZE = 260  # px on the page
 FETCHERS = ThreadPoolExecutor(6, thread_name_prefix="fetch")  # a page's API calls at once (stamps, aux, labels)
 
 
@@ -52,18 +54,12 @@ def alert_json(client, catalog: str, candid: int) -> bytes:
     return json.dumps(docs[0], indent=1).encode()
 
 
-def palette(cmap: str) -> list[str]:
-    return [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in colour_table(cmap)]
-
-
-def cutout_figure(which: str, source: ColumnDataSource, mapper: LinearColorMapper):
-    """A 260 px square figure showing ``source``'s image (rows bottom to top, as Bokeh draws)."""
-    fig = figure(width=260, height=260, title=which, toolbar_location=None, tools="", x_range=(0, 1), y_range=(0, 1),
-                 min_border=0, css_classes=["kw-cutout", f"kw-cutout-{which}"])  # the classes go on the figure itself
-    fig.axis.visible = False
-    fig.grid.visible = False
-    fig.image("image", x=0, y=0, dw=1, dh=1, source=source, color_mapper=mapper)
-    return fig
+def cutout_html(which: str, png: bytes | None = None) -> str:
+    """A titled 260 px square showing ``png`` pixel for pixel (an empty square before it is known)."""
+    img = (f'<img class="kw-cutout-img kw-cutout-img-{which}" alt="{which}" width="{SIZE}" style="image-rendering:'
+           f'pixelated;display:block" src="data:image/png;base64,{base64.b64encode(png).decode()}">' if png else
+           f'<div style="width:{SIZE}px;height:{SIZE}px;background:#eee"></div>')
+    return f'<div style="font:bold 12px sans-serif;margin-bottom:4px">{which}</div>{img}'
 
 
 class CutoutView:
@@ -78,13 +74,11 @@ class CutoutView:
         self.raw: dict[str, bytes] = {}
         self.images: dict[str, np.ndarray] = {}
         self.title = pn.pane.Markdown("")
-        self.mapper = LinearColorMapper(palette=palette(self.cmap.value), low=0.0, high=1.0)
-        self.sources = {w: ColumnDataSource({"image": [np.zeros((1, 1))]}) for w in CUTOUTS}
-        self.row = pn.Row(*[pn.pane.Bokeh(cutout_figure(w, self.sources[w], self.mapper), margin=(5, 8))
-                            for w in CUTOUTS])
-        for w in (self.stretch, self.interval):
+        self.panes = {w: pn.pane.HTML(cutout_html(w), margin=(5, 8), css_classes=["kw-cutout", f"kw-cutout-{w}"])
+                      for w in CUTOUTS}
+        self.row = pn.Row(*self.panes.values())
+        for w in (self.stretch, self.interval, self.cmap):
             w.param.watch(lambda *_: self.render(), "value")
-        self.cmap.param.watch(lambda e: setattr(self.mapper, "palette", palette(e.new)), "value")
         self.downloads = {w: pn.widgets.FileDownload(callback=self._stamp(w), label=f"{w} FITS", button_type="light",
                                                      css_classes=[f"kw-download-{w}"], width=130)
                           for w in CUTOUTS}
@@ -113,8 +107,8 @@ class CutoutView:
         self.render()
 
     def render(self) -> None:
-        """Scale each stamp with the chosen stretch and interval into its figure's pixels."""
+        """Each stamp scaled with the chosen stretch and interval, in the chosen colour map."""
         for w in CUTOUTS:
             if w in self.images:
-                # normalize() gives rows top to bottom (North up); Bokeh draws row 0 at the bottom
-                self.sources[w].data = {"image": [np.flipud(normalize(self.images[w], self.stretch.value, self.interval.value))]}
+                png = render_png(self.images[w], self.stretch.value, self.interval.value, self.cmap.value, None)
+                self.panes[w].object = cutout_html(w, png)

@@ -41,24 +41,26 @@ STYLE = {"detection": ("circle", 8, 0.9), "upper_limit": ("inverted_triangle", 9
 
 
 def light_curve_plot(lc: pd.DataFrame, flux: bool = False):
-    """One glyph per kind of point (bands by colour, each band and kind a legend entry)."""
+    """Every point in one glyph renderer (marker, size and opacity per point: bands by colour,
+    each band and kind a legend entry) and every error bar in another: one renderer per kind of
+    point made the page's document ~40 Bokeh models larger, and the models, not the points, are
+    what the server pays for when it sends the page."""
     ylabel = "flux (µJy)" if flux else "magnitude (AB)"
     fig = figure(width=760, height=360, title="light curve", x_axis_label="MJD", y_axis_label=ylabel,
                  toolbar_location="above", tools="pan,box_zoom,wheel_zoom,reset,save", css_classes=["kw-lightcurve"])
     fig.y_range.flipped = not flux
     layers = _layers(lc, flux)
-    drawn = []
-    for name, df in layers.items():
-        src = ColumnDataSource({c: df[c].to_numpy() for c in ("mjd", "y", "err", "colour", "label")})
-        marker, size, alpha = STYLE[name]
-        drawn.append(fig.scatter("mjd", "y", source=src, marker=marker, size=size, color="colour", alpha=alpha,
-                                 legend_group="label"))
-        e = df[df["err"].notna()]
-        if not e.empty:
-            fig.segment(e["mjd"], e["y"] - e["err"], e["mjd"], e["y"] + e["err"], color=list(e["colour"]), alpha=0.5)
-    if not drawn:
+    if not layers:
         fig.title.text = "no photometry"
         return fig
-    fig.add_tools(HoverTool(renderers=drawn, tooltips=[("", "@label"), ("MJD", "@mjd{0.0000}"), (ylabel, "@y{0.000}")]))
+    pts = pd.concat([df.assign(marker=STYLE[name][0], size=STYLE[name][1], alpha=STYLE[name][2])
+                     for name, df in layers.items()], ignore_index=True)
+    src = ColumnDataSource({c: pts[c].to_numpy() for c in ("mjd", "y", "err", "colour", "label", "marker", "size", "alpha")})
+    drawn = fig.scatter("mjd", "y", source=src, marker="marker", size="size", color="colour", alpha="alpha",
+                        legend_group="label")
+    e = pts[pts["err"].notna()]
+    if not e.empty:
+        fig.segment(e["mjd"], e["y"] - e["err"], e["mjd"], e["y"] + e["err"], color=list(e["colour"]), alpha=0.5)
+    fig.add_tools(HoverTool(renderers=[drawn], tooltips=[("", "@label"), ("MJD", "@mjd{0.0000}"), (ylabel, "@y{0.000}")]))
     fig.add_layout(fig.legend[0], "right")
     return fig

@@ -112,13 +112,14 @@ def normalize(image: np.ndarray, stretch_name: str, interval_name: str) -> np.nd
         return np.nan_to_num(np.asarray(norm(data), dtype=np.float64), nan=0.0)
 
 
-def render_png(image: np.ndarray, stretch_name: str, interval_name: str, cmap: str, size: int) -> bytes:
-    """PNG bytes of an image already oriented (rows top to bottom), ``size`` pixels square."""
+def render_png(image: np.ndarray, stretch_name: str, interval_name: str, cmap: str, size: int | None) -> bytes:
+    """PNG bytes of an image already oriented (rows top to bottom), ``size`` pixels square (None:
+    its own pixels, for a browser to scale)."""
     from PIL import Image
 
     idx = np.clip(normalize(image, stretch_name, interval_name) * 255.0 + 0.5, 0, 255).astype(np.uint8)
     img = Image.fromarray(colour_table(cmap)[idx], "RGB")
-    if img.size != (size, size):
+    if size and img.size != (size, size):
         img = img.resize((size, size), Image.NEAREST)
     buf = io.BytesIO()
     img.save(buf, format="PNG", compress_level=1)

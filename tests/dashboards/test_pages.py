@@ -24,7 +24,7 @@ def pixels(locator) -> np.ndarray:
 
 
 def cutouts_ready(page):
-    loc = [page.locator(f".kw-cutout-{w} canvas").first for w in ("science", "template", "difference")]
+    loc = [page.locator(f".kw-cutout-{w} img").first for w in ("science", "template", "difference")]
     return loc if all(c.count() for c in loc) else None
 
 

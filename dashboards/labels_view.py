@@ -34,8 +34,8 @@ class LabelsView:
         self.add = pn.widgets.Button(name="Add label", button_type="primary", margin=(24, 5, 5, 5),
                                      css_classes=["kw-label-add"])
         self.remove = pn.widgets.Button(name="Remove selected", margin=(24, 5, 5, 5), css_classes=["kw-label-remove"])
-        self.table = pn.widgets.Tabulator(labels_frame(None), disabled=True, show_index=False, selectable=True,
-                                          width=300, height=140, css_classes=["kw-labels"])
+        # ticked to remove: one model where a selectable table was ~12 (the page's server time is its models)
+        self.table = pn.widgets.CheckBoxGroup(options={}, value=[], inline=False, width=300, css_classes=["kw-labels"])
         self.message = pn.Column()
         self.add.on_click(lambda *_: self._change("PUT"))
         self.remove.on_click(lambda *_: self._change("DELETE"))
@@ -51,7 +51,9 @@ class LabelsView:
         self.candid = int(candid)
         self.message.objects = []
         answer = answer if answer is not None else self.fetch(candid)
-        self.table.value = labels_frame(answer.get("data") if answer.get("status") == "success" else None)
+        df = labels_frame(answer.get("data") if answer.get("status") == "success" else None)
+        self.table.options = {f"{r.label} ({r.value:g})": r.label for r in df.itertuples()}
+        self.table.value = []
 
     def _change(self, method: str) -> None:
         self.message.objects = []
@@ -59,9 +61,9 @@ class LabelsView:
             if method == "PUT":
                 labels: dict | list = parse_label(self.name.value, self.value.value)
             else:
-                labels = [self.table.value.iloc[i]["label"] for i in self.table.selection]
+                labels = list(self.table.value)
                 if not labels:
-                    raise ValueError("select the labels to remove in the table first")
+                    raise ValueError("tick the labels to remove first")
         except ValueError as exc:
             self.message.append(banner(str(exc), "warning"))
             return

@@ -83,7 +83,7 @@ def test_labels_set_on_the_page_are_the_apis(hub_stack, chromium):
         assert "$bad.label" not in labels()
 
         def removed():
-            page.locator(".kw-labels .tabulator-row", has_text=label).first.click()
+            page.locator(".kw-labels label", has_text=label).locator("input").first.check()
             page.locator(".kw-label-remove button").first.click()
             page.wait_for_timeout(1500)
             return label not in labels()

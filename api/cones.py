@@ -27,6 +27,7 @@ from bson import ObjectId
 
 from api.base import APIError
 from kowalski import db, sky
+from kowalski.repositories import Catalogs
 
 GEO_FIELD = "coordinates.radec_geojson"
 
@@ -66,7 +67,7 @@ async def index_names(handler, coll: str) -> set[str]:
     if hit and hit[1] > now:
         return hit[0]
     t0 = time.perf_counter()
-    names = {ix["name"] async for ix in await handler.db[coll].list_indexes()}
+    names = set(await Catalogs(handler.db).indexes(coll))
     handler.db_seconds += time.perf_counter() - t0
     cache[coll] = (names, now + float(handler.config["api"].get("catalog_cache_seconds", 10)))
     return names

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from broker.stages.crossmatch import CacheWriter, collection_uuid
 from kowalski import db
 from kowalski.astro import position_documents, valid_radec
+from kowalski.repositories import Catalogs
 
 log = logging.getLogger("kowalski.catalogs")
 
@@ -86,9 +87,9 @@ def read_table(path: Path) -> tuple[list[str], Iterator[dict], int]:
     raise CatalogError(f"{path.name}: unsupported format (CSV, FITS or Parquet)")
 
 
-def _insert(coll, docs: list[dict]) -> int:
+def _insert(catalogs: Catalogs, name: str, docs: list[dict]) -> int:
     try:
-        return len(coll.insert_many(docs, ordered=False).inserted_ids)
+        return len(catalogs.add(name, docs).inserted_ids)
     except db.BulkWriteError as exc:
         dup = [e for e in exc.details.get("writeErrors", []) if e.get("code") == 11000]
         other = [e for e in exc.details.get("writeErrors", []) if e.get("code") != 11000]
@@ -102,7 +103,7 @@ def finish_cache(config, name: str, cache: CacheWriter, count: int | None = None
     collection), unless the collection holds other documents too (then the broker builds it).
     ``count``: the collection's size when known (counting scans the local database's collection)."""
     if count is None:
-        count = db.get_db(config)[name].estimated_document_count()
+        count = Catalogs(db.get_db(config)).estimated_count(name)
     if cache.seen == count:
         cache.finish(count, collection_uuid(config, name))
     else:
@@ -115,15 +116,12 @@ def ensure_catalog_indexes(config, name: str, geo_index: bool | None = None, com
     """The HEALPix pixel index cone searches use and the 2dsphere index (``geo_index``; None: where
     the backend's queries use it, db.wants_geo_index); ``complete``: every document was written by
     this version (so has its pixel id)."""
-    db.ensure_positions_index(config, name, complete)
-    coll = db.get_db(config)[name]
-    have = {ix["name"] for ix in coll.list_indexes()}
     if geo_index is None:
         geo_index = db.wants_geo_index(config)
-    if geo_index and "radec_2dsphere" not in have:
-        t0 = time.monotonic()
-        coll.create_index([("coordinates.radec_geojson", "2dsphere")], name="radec_2dsphere")
-        log.info("2dsphere index on %s built in %.1f s", name, time.monotonic() - t0)
+    t0 = time.monotonic()
+    built = db.ensure_positions_index(config, name, complete, geo_index=geo_index)
+    if built:
+        log.info("%s: index(es) %s built in %.1f s", name, ", ".join(built), time.monotonic() - t0)
 
 
 def load_catalog(config, path: Path, name: str, ra_col=None, dec_col=None, id_col=None,
@@ -140,7 +138,7 @@ def load_catalog(config, path: Path, name: str, ra_col=None, dec_col=None, id_co
     dec_c = _find_column(cols, dec_col, DEC_NAMES, "dec")
     if id_col and id_col not in cols:
         raise CatalogError(f"id column {id_col!r} not in the file")
-    coll = db.get_db(config)[name]
+    catalogs = Catalogs(db.get_db(config))
     inserted = skipped = 0
     batch: list[dict] = []
     positions: list[tuple[float, float]] = []
@@ -149,7 +147,7 @@ def load_catalog(config, path: Path, name: str, ra_col=None, dec_col=None, id_co
         ra_dec = np.array(positions, dtype=float).reshape(-1, 2)
         for doc, coords in zip(batch, position_documents(ra_dec[:, 0], ra_dec[:, 1])):
             doc["coordinates"] = coords
-        n = _insert(coll, batch)
+        n = _insert(catalogs, name, batch)
         cache.add(batch)
         batch.clear()
         positions.clear()
@@ -237,8 +235,8 @@ def synth_catalog(config, name: str, n: int, centres: list[tuple[float, float]] 
     rng = np.random.default_rng(seed)
     ra, dec = synth_positions(n, centres, density_per_deg2, rng)
     mag = 21.0 - rng.exponential(1.5, n)  # more faint than bright sources
-    coll = db.get_db(config)[name]
-    coll.drop()
+    catalogs = Catalogs(db.get_db(config))
+    catalogs.drop(name)
     t0 = time.monotonic()
     bar = tqdm(total=n, unit="src", desc=f"synth {name}", disable=not progress)
     inserted = 0
@@ -248,7 +246,7 @@ def synth_catalog(config, name: str, n: int, centres: list[tuple[float, float]] 
             coords = position_documents(ra[s:e], dec[s:e])
             docs = [{"_id": i, "ra": float(ra[i]), "dec": float(dec[i]), "mag": round(float(mag[i]), 3),
                      "synthetic": True, "coordinates": coords[i - s]} for i in range(s, e)]
-            inserted += _insert(coll, docs)
+            inserted += _insert(catalogs, name, docs)
             cache.add(docs)
             bar.update(len(docs))
         bar.close()

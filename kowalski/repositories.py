@@ -2,15 +2,15 @@
 
 ``Users``, ``Filters``, ``Skymaps``, a survey's ``Alerts`` (with its aux and classifications
 collections) and its ``Outbox`` each own their collections: names (from config or the survey
-definition) and the queries on them. The broker and the CLI use them on
+definition) and the queries on them; ``Catalogs`` is every other collection, by name (the
+cross-match catalogs, and whatever a user's query names). The broker and the CLI use them on
 the synchronous database (``db.get_db``), the API on its asynchronous one: every method is one
 driver call, so on a synchronous database it returns the result and on an asynchronous one an
 awaitable of it (PyMongo's two APIs share method names, ``to_list`` included). Indexes stay in
 ``kowalski/db.py`` (``ensure_system``, ``ensure_outbox_indexes``), the one place that makes them.
 
-Not behind a repository: the queries users write on any collection (``api/handlers/queries.py``,
-rewritten by their data rights), the catalogs the cross-match caches, and the broker's store (its
-writes are the per-alert hot path, ``broker/stages/store.py``).
+A method whose answer is a cursor (``aggregate``, ``scan_raw``) returns it as the driver does
+(awaited first on the asynchronous database).
 """
 
 from __future__ import annotations
@@ -130,10 +130,11 @@ class Alerts:
     and its human/ML classifications (``<PREFIX>_alerts_classifications``). Queries given here are
     the caller's, already restricted by the user's data rights where that applies."""
 
-    def __init__(self, database, config, survey: str):
+    def __init__(self, database, config, survey):
+        """``survey``: its name, or its definition (a ``Survey``) when the caller holds one."""
         from kowalski.surveys import get_survey
 
-        definition = get_survey(survey, config)
+        definition = get_survey(survey, config) if isinstance(survey, str) else survey
         self.alerts = database[definition.alerts_collection]
         self.aux = database[definition.aux_collection]
         self.classifications = database[definition.classifications_collection]
@@ -150,6 +151,18 @@ class Alerts:
     def aux_of(self, object_ids, projection: dict | None = None):
         """The aux documents of these objects (those that have one)."""
         return self.aux.find({"_id": {"$in": list(object_ids)}}, projection).to_list(None)
+
+    def add(self, docs: list[dict]):
+        """Insert alerts, unordered (``BulkWriteError`` lists those already stored: code 11000)."""
+        return self.alerts.insert_many(docs, ordered=False)
+
+    def add_aux(self, docs: list[dict]):
+        """Insert the aux documents of new objects, unordered (code 11000: one exists already)."""
+        return self.aux.insert_many(docs, ordered=False)
+
+    def update_aux(self, operations: list):
+        """Apply ``UpdateOne`` operations to aux documents, unordered."""
+        return self.aux.bulk_write(operations, ordered=False)
 
     def classification(self, query: dict):
         return self.classifications.find_one(query)
@@ -196,3 +209,57 @@ class Outbox:
 
     def pending_count(self):
         return self.coll.count_documents({"pending": {"$exists": True, "$ne": []}})
+
+
+class Catalogs:
+    """Any collection by name: the catalogs cross-matched with (loaded by ``kowalski catalog``) and
+    whatever a user's query names (``api/handlers/queries.py``, which first rewrites the query by
+    the user's data rights)."""
+
+    def __init__(self, database):
+        self.database = database
+
+    def names(self):
+        return self.database.list_collection_names()
+
+    def find(self, name: str, query: dict, projection: dict | None = None, **options):
+        return self.database[name].find(query, projection, **options).to_list(None)
+
+    def aggregate(self, name: str, pipeline: list, **options):
+        return self.database[name].aggregate(pipeline, **options)
+
+    def count(self, name: str, query: dict, **options):
+        return self.database[name].count_documents(query, **options)
+
+    def estimated_count(self, name: str, **options):
+        """The collection's size from its metadata (no scan; every document, whatever the rights)."""
+        return self.database[name].estimated_document_count(**options)
+
+    def indexes(self, name: str):
+        return self.database[name].index_information()
+
+    def stats(self, name: str):
+        """``collStats`` (``QueryFailure`` where the server has no such command)."""
+        return self.database.command("collStats", name)
+
+    def database_stats(self):
+        return self.database.command("dbStats")
+
+    def info(self, name: str):
+        """The collection's ``listCollections`` entry (its ``info.uuid`` changes when it is re-created)."""
+        return self.database.list_collections(filter={"name": name})
+
+    def add(self, name: str, docs: list[dict]):
+        """Insert sources, unordered (``BulkWriteError`` lists those already there: code 11000)."""
+        return self.database[name].insert_many(docs, ordered=False)
+
+    def scan_raw(self, name: str, batch_size: int):
+        """Every document as raw BSON, in one cursor (the cross-match cache reads a catalog so)."""
+        from bson.codec_options import CodecOptions
+        from bson.raw_bson import RawBSONDocument
+
+        coll = self.database.get_collection(name, codec_options=CodecOptions(document_class=RawBSONDocument))
+        return coll.find({}, batch_size=batch_size)
+
+    def drop(self, name: str):
+        return self.database[name].drop()

@@ -71,3 +71,26 @@ def test_only_the_database_layer_imports_the_driver():
     assert not new, f"the driver imported outside kowalski/db.py: {new} (ask the database layer instead)"
     gone = sorted(KNOWN_DRIVER_USERS - users)
     assert not gone, f"no longer importing the driver, remove from KNOWN_DRIVER_USERS: {gone}"
+
+
+DRIVER_CALLS = {"insert_one", "insert_many", "update_one", "update_many", "replace_one", "delete_one", "delete_many",
+                "bulk_write", "find_one_and_update", "count_documents", "estimated_document_count", "create_index",
+                "create_indexes", "drop_index", "list_collection_names", "list_indexes", "index_information",
+                "get_collection"}
+# the benchmarks that build a database of replicated alerts or time the database itself, apart from the API
+DIRECT_DATABASE_BENCHMARKS = {"api/bench.py", "api/bench_skymap.py", "broker/bench.py", "broker/bench_archive.py"}
+
+
+def test_only_the_database_layer_calls_the_driver_on_collections():
+    """Reads and writes go through the repositories (kowalski/repositories.py), indexes through
+    kowalski/db.py: a driver method called anywhere else fails (benchmarks of the database excepted)."""
+    allowed = {"kowalski/db.py", "kowalski/repositories.py"} | DIRECT_DATABASE_BENCHMARKS
+    found = []
+    for pkg in PACKAGES:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel in allowed:
+                continue
+            found += [f"{rel}:{node.lineno} .{node.func.attr}()" for node in ast.walk(ast.parse(path.read_text(), rel))
+                      if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in DRIVER_CALLS]
+    assert not found, f"driver calls outside the database layer (use a repository): {found}"

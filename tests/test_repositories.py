@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 
 from kowalski import db
-from kowalski.repositories import Filters, Outbox, Users
+from kowalski.repositories import Catalogs, Filters, Outbox, Users
 
 
 def test_one_users_repository_for_sync_and_async(config):
@@ -58,3 +58,38 @@ def test_filters_and_outbox_queries(config):
     assert outbox.due("skyportal", now, 10) == [] and outbox.pending_count() == 1
     item = outbox.coll.find_one({"_id": "1:1"})
     assert item["attempts"]["skyportal"] == 1 and item["done"]["skyportal"] == ["candidate"]
+
+
+def test_catalogs_any_collection_by_name_sync_and_async(config):
+    """A catalog loaded, counted, scanned raw, indexed in the database layer and dropped on the
+    synchronous database; found, aggregated and counted on the asynchronous one."""
+    catalogs = Catalogs(db.get_db(config))
+    name = "repo_catalog_test"
+    catalogs.drop(name)
+    catalogs.add(name, [{"_id": i, "mag": 15.0 + i} for i in range(5)])
+    with pytest.raises(db.BulkWriteError) as exc:
+        catalogs.add(name, [{"_id": 4, "mag": 0.0}, {"_id": 5, "mag": 20.0}])
+    assert [e["code"] for e in exc.value.details["writeErrors"]] == [11000]
+    assert catalogs.estimated_count(name) == 6 and catalogs.count(name, {"mag": {"$gt": 17}}) == 3
+    assert name in catalogs.names()
+    raw = list(catalogs.scan_raw(name, batch_size=2))
+    assert sorted(d["_id"] for d in raw) == list(range(6)) and all(hasattr(d, "raw") for d in raw)
+    uuid = next(iter(catalogs.info(name)))["info"].get("uuid")
+
+    async def on_the_async_database():
+        client = db.async_client(config)
+        try:
+            adb = Catalogs(client[config["database"]["name"]])
+            found = await adb.find(name, {"mag": {"$lt": 17}}, {"_id": 1}, sort=[("_id", 1)])
+            cursor = await adb.aggregate(name, [{"$group": {"_id": None, "n": {"$sum": 1}}}])
+            return found, await cursor.to_list(None), await adb.count(name, {}), await adb.indexes(name)
+        finally:
+            await client.close()
+
+    found, grouped, n, indexes = asyncio.run(on_the_async_database())
+    assert found == [{"_id": 0}, {"_id": 1}] and grouped[0]["n"] == 6 == n and "_id_" in indexes
+    catalogs.drop(name)
+    catalogs.add(name, [{"_id": 1}])  # re-created: another collection, another UUID
+    assert next(iter(catalogs.info(name)))["info"].get("uuid") != uuid
+    catalogs.drop(name)
+    assert name not in catalogs.names()

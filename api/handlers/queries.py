@@ -23,7 +23,7 @@ from api.base import APIError, BaseHandler, authenticated, loads
 from api.coords import ANGULAR_UNITS, angle_to_rad, parse_radec, to_geojson
 from api.rights import Rights, check_forbidden, is_system_collection
 from kowalski import sky, skymaps
-from kowalski.repositories import Skymaps
+from kowalski.repositories import Catalogs, Skymaps
 
 QUERY_TYPES = ("cone_search", "count_documents", "estimated_document_count", "find", "find_one",
                "aggregate", "info", "near", "drop", "skymap")
@@ -121,6 +121,7 @@ class Query:
     def __init__(self, handler: "QueriesHandler", rights: Rights, query: dict, kwargs: dict, mtm: int):
         self.h = handler
         self.db = handler.db
+        self.catalogs = Catalogs(handler.db)
         self.rights = rights
         self.query = query
         self.kwargs = kwargs
@@ -179,7 +180,7 @@ class Query:
             if hint is not None:
                 opts["hint"] = hint
             async with self.timed():
-                cursor = await self.db[coll].aggregate(pipeline, **opts)
+                cursor = await self.catalogs.aggregate(coll, pipeline, **opts)
                 return await cursor.to_list(None)
         flt = self.rights.restrict_filter(coll, flt)
         opts = {"max_time_ms": self.mtm, "comment": self.comment}
@@ -192,7 +193,7 @@ class Query:
         if hint is not None:
             opts["hint"] = hint
         async with self.timed():
-            return await self.db[coll].find(flt, projection or None, **opts).to_list(None)
+            return await self.catalogs.find(coll, flt, projection or None, **opts)
 
     async def find(self):
         coll = await self.catalog()
@@ -214,7 +215,7 @@ class Query:
         if self.rights.kind(coll) == "aux" and self.rights.touches_history(coll, flt):
             pipeline = self._aux_pipeline(coll, flt, None, None, skip, limit) + [{"$count": "n"}]
             async with self.timed():
-                cursor = await self.db[coll].aggregate(pipeline, maxTimeMS=self.mtm, comment=self.comment)
+                cursor = await self.catalogs.aggregate(coll, pipeline, maxTimeMS=self.mtm, comment=self.comment)
                 res = await cursor.to_list(None)
             return res[0]["n"] if res else 0
         opts: dict = {"maxTimeMS": self.mtm, "comment": self.comment}
@@ -225,15 +226,15 @@ class Query:
         if hint is not None:
             opts["hint"] = hint
         async with self.timed():
-            return await self.db[coll].count_documents(self.rights.restrict_filter(coll, flt), **opts)
+            return await self.catalogs.count(coll, self.rights.restrict_filter(coll, flt), **opts)
 
     async def estimated_document_count(self):
         coll = await self.catalog()
         cond = self.rights.condition(coll)
         async with self.timed():
             if cond is not None:  # the estimate would count alerts this user may not see
-                return await self.db[coll].count_documents(cond, maxTimeMS=self.mtm, comment=self.comment)
-            return await self.db[coll].estimated_document_count(maxTimeMS=self.mtm, comment=self.comment)
+                return await self.catalogs.count(coll, cond, maxTimeMS=self.mtm, comment=self.comment)
+            return await self.catalogs.estimated_count(coll, maxTimeMS=self.mtm, comment=self.comment)
 
     async def aggregate(self):
         coll = await self.catalog()
@@ -254,7 +255,7 @@ class Query:
         if hint is not None:
             opts["hint"] = hint
         async with self.timed():
-            cursor = await self.db[coll].aggregate(pipeline, **opts)
+            cursor = await self.catalogs.aggregate(coll, pipeline, **opts)
             return await cursor.to_list(None)
 
     # --- positional ----------------------------------------------------------------------
@@ -399,12 +400,12 @@ class Query:
             return sorted(names)[::-1]
         if command == "db_info":
             async with self.timed():
-                stats = await self.db.command("dbStats")
+                stats = await self.catalogs.database_stats()
             return {k: v for k, v in stats.items() if k not in ("$clusterTime", "operationTime", "ok")}
         coll = await self.catalog()
         if command == "index_info":
             async with self.timed():
-                info = await self.db[coll].index_information()
+                info = await self.catalogs.indexes(coll)
             return {name: {**spec, "key": [list(k) for k in spec.get("key", [])]} for name, spec in info.items()}
         return await self._catalog_info(coll)
 
@@ -413,16 +414,16 @@ class Query:
         stats = None
         async with self.timed():
             try:
-                stats = await self.db.command("collStats", coll)
+                stats = await self.catalogs.stats(coll)
                 stats = {k: v for k, v in stats.items() if k not in ("$clusterTime", "operationTime", "ok")}
             except OperationFailure:  # not every MongoDB-wire server has collStats
-                indexes = await self.db[coll].index_information()
+                indexes = await self.catalogs.indexes(coll)
                 stats = {"ns": f"{self.db.name}.{coll}", "nindexes": len(indexes), "indexNames": sorted(indexes)}
             cond = self.rights.condition(coll)
             if cond is not None:
-                stats["count"] = await self.db[coll].count_documents(cond, maxTimeMS=self.mtm)
+                stats["count"] = await self.catalogs.count(coll, cond, maxTimeMS=self.mtm)
             elif "count" not in stats:
-                stats["count"] = await self.db[coll].estimated_document_count(maxTimeMS=self.mtm)
+                stats["count"] = await self.catalogs.estimated_count(coll, maxTimeMS=self.mtm)
         return stats
 
     async def drop(self):
@@ -432,7 +433,7 @@ class Query:
         if is_system_collection(self.h.config, coll):
             raise APIError(400, f"cannot drop system collection {coll}")
         async with self.timed():
-            await self.db[coll].drop()
+            await self.catalogs.drop(coll)
         self.h.forget_catalogs()
         return None
 
@@ -491,7 +492,7 @@ class QueriesHandler(BaseHandler):
         if not refresh and cache.get("names") is not None and cache.get("expires", 0) > now:
             return cache["names"]
         t0 = time.perf_counter()
-        names = await self.db.list_collection_names()
+        names = await Catalogs(self.db).names()
         self.db_seconds += time.perf_counter() - t0
         cache["names"] = set(names)
         cache["expires"] = now + float(self.config["api"].get("catalog_cache_seconds", 10))

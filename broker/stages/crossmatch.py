@@ -37,11 +37,11 @@ from typing import Iterable
 
 import bson
 import numpy as np
-from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 from scipy.spatial import cKDTree
 
 from kowalski import db
+from kowalski.repositories import Catalogs
 
 log = logging.getLogger("kowalski.broker.crossmatch")
 
@@ -75,7 +75,7 @@ def cache_path(config, name: str) -> Path:
 
 def collection_uuid(config, name: str) -> str | None:
     """The collection's UUID (hex), None if it does not exist: changes when it is re-created."""
-    for info in db.get_db(config).list_collections(filter={"name": name}):
+    for info in Catalogs(db.get_db(config)).info(name):
         uuid = (info.get("info") or {}).get("uuid")
         return uuid.hex() if uuid is not None else ""
     return None
@@ -194,13 +194,13 @@ def build_cache(config, name: str, attempts: int = 3) -> int:
     range query (a 20,000-document page of a 1e6 catalog took it ~60 s), while a plain cursor
     streams ~70,000 documents/s after a ~40 s start. A cursor cancelled midway starts over.
     """
-    coll = db.get_db(config).get_collection(name, codec_options=CodecOptions(document_class=RawBSONDocument))
+    catalogs = Catalogs(db.get_db(config))
     for attempt in range(1, attempts + 1):
         t0 = time.monotonic()
         uuid = collection_uuid(config, name)
         writer = CacheWriter(config, name)
         try:
-            for chunk in _chunks(coll.find({}, batch_size=10_000), 10_000):
+            for chunk in _chunks(catalogs.scan_raw(name, batch_size=10_000), 10_000):
                 writer.add(chunk)
         except db.DatabaseError as exc:
             writer.abort()
@@ -255,7 +255,7 @@ def verify_catalogs(config, survey: str) -> dict[str, int]:
     out = {}
     for name in ((config.get("crossmatch") or {}).get(survey.lower()) or {}):
         t0 = time.monotonic()
-        count = db.get_db(config)[name].estimated_document_count()
+        count = Catalogs(db.get_db(config)).estimated_count(name)
         out[name] = load_catalog_index(config, name, count=count).count
         log.info("xmatch: %s verified (%d documents) in %.1f s", name, count, time.monotonic() - t0)
     return out

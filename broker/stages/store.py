@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 
 from broker.stages import history as hist
 from kowalski import db
+from kowalski.repositories import Alerts
 
 log = logging.getLogger("kowalski.broker.store")
 
@@ -32,15 +33,15 @@ DUPLICATE_KEY = 11000
 Crossmatch = Callable[[list[dict]], list[dict]]
 
 
-def insert_new(collection, docs: Sequence[dict]) -> list[bool]:
-    """Insert documents (alerts, new aux objects); returns, per document, whether it was new
-    (False: a duplicate key, already stored); any other write error raises."""
+def insert_new(insert: Callable[[list[dict]], object], docs: Sequence[dict]) -> list[bool]:
+    """Insert documents with ``insert`` (``Alerts.add``, ``Alerts.add_aux``); returns, per document,
+    whether it was new (False: a duplicate key, already stored); any other write error raises."""
     fresh = [True] * len(docs)
     if not docs:
         return fresh
     try:
         # shallow copies: insert_many adds an _id to what it is given
-        collection.insert_many([dict(d) for d in docs], ordered=False)
+        insert([dict(d) for d in docs])
     except db.BulkWriteError as exc:
         errors = exc.details.get("writeErrors", [])
         others = [e for e in errors if e.get("code") != DUPLICATE_KEY]
@@ -61,8 +62,8 @@ def store(config, survey, docs: Sequence[dict], histories: Sequence[dict],
     if not docs:
         return counts
     merged = {} if merged is None else merged
-    database = db.get_db(config)
-    fresh = insert_new(database[survey.alerts_collection], docs)
+    archive = Alerts(db.get_db(config), config, survey)
+    fresh = insert_new(archive.add, docs)
     counts["inserted"] = sum(fresh)
     counts["duplicates"] = len(fresh) - counts["inserted"]
 
@@ -70,9 +71,8 @@ def store(config, survey, docs: Sequence[dict], histories: Sequence[dict],
     by_object: dict[str, list[int]] = {}
     for i in sorted(range(len(docs)), key=lambda i: survey.jd(docs[i])):
         by_object.setdefault(survey.object_key(docs[i]), []).append(i)
-    aux = database[survey.aux_collection]
     fields = {"prv_candidates": 1, "fp_hists": 1, "cross_matches": 1}
-    stored = {d["_id"]: d for d in aux.find({"_id": {"$in": list(by_object)}}, fields)}
+    stored = {d["_id"]: d for d in archive.aux_of(by_object, fields)}
 
     new_objects = [oid for oid in by_object if oid not in stored]
     matches: dict[str, dict] = {}
@@ -102,14 +102,14 @@ def store(config, survey, docs: Sequence[dict], histories: Sequence[dict],
             merged[oid] = new_docs[-1]
         else:
             update(oid, existing)
-    raced = [d["_id"] for d, ok in zip(new_docs, insert_new(aux, new_docs)) if not ok]
+    raced = [d["_id"] for d, ok in zip(new_docs, insert_new(archive.add_aux, new_docs)) if not ok]
     if raced:  # created by another writer since our read: merge into theirs, keep both histories
-        for existing in aux.find({"_id": {"$in": raced}}, fields):
+        for existing in archive.aux_of(raced, fields):
             update(existing["_id"], existing)
     counts["aux_new"] = len(new_docs) - len(raced)
     counts["aux_updated"] = len(ops)
     if ops:
-        aux.bulk_write(ops, ordered=False)
+        archive.update_aux(ops)
     return counts
 
 

@@ -10,6 +10,7 @@ from broker.pipeline import ingest_files, process_messages, store_batch
 from broker.stages.store import insert_new
 from kowalski.surveys import get_survey
 from kowalski import db
+from kowalski.repositories import Alerts
 from kowalski.filters.inputs import filter_input
 from tests.conftest import shared_data
 
@@ -142,7 +143,7 @@ def test_store_completes_after_a_crash_between_writes(config):
     files = sorted(shared_data(*ZTF_2023).glob("*.avro"))[:4]
     result = process_messages("ztf", [f.read_bytes() for f in files], config)
     d = db.get_db(config)
-    fresh = insert_new(d.ZTF_alerts, result.alerts)
+    fresh = insert_new(Alerts(d, config, s).add, result.alerts)
     assert fresh == [True] * 4
     counts = store_batch(config, "ztf", result)
     assert (counts["inserted"], counts["duplicates"], counts["aux_new"]) == (0, 4, 4)

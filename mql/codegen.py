@@ -278,16 +278,18 @@ class _Gen:
     def op_ne(self, arg, ctx, scope, op):
         return self._cmpb(arg, ctx, scope, op, "!=", "!= 0")
 
-    def op_and(self, arg, ctx, scope, op):
+    def _short_circuit(self, arg, ctx, scope, stop_when: bool):
+        """``$and`` (stops at the first false item) and ``$or`` (at the first true one): nested
+        ifs, so the items after the deciding one are never evaluated."""
         items = arg if isinstance(arg, list) else [arg]
         out = self.tmp()
-        self.emit(f"{out} = True")
+        self.emit(f"{out} = {not stop_when}")
         opened = 0
         for it in items:
             x = self.gen(it, ctx, scope)
-            self.emit(f"if not {self.truth(x)}:")
+            self.emit(f"if {'' if stop_when else 'not '}{self.truth(x)}:")
             self.indent()
-            self.emit(f"{out} = False")
+            self.emit(f"{out} = {stop_when}")
             self.dedent()
             self.emit("else:")
             self.indent()
@@ -297,24 +299,11 @@ class _Gen:
         self.bools.add(out)
         return out
 
+    def op_and(self, arg, ctx, scope, op):
+        return self._short_circuit(arg, ctx, scope, stop_when=False)
+
     def op_or(self, arg, ctx, scope, op):
-        items = arg if isinstance(arg, list) else [arg]
-        out = self.tmp()
-        self.emit(f"{out} = False")
-        opened = 0
-        for it in items:
-            x = self.gen(it, ctx, scope)
-            self.emit(f"if {self.truth(x)}:")
-            self.indent()
-            self.emit(f"{out} = True")
-            self.dedent()
-            self.emit("else:")
-            self.indent()
-            opened += 1
-        self.emit("pass")
-        self.depth -= opened
-        self.bools.add(out)
-        return out
+        return self._short_circuit(arg, ctx, scope, stop_when=True)
 
     def op_not(self, arg, ctx, scope, op):
         x = self.gen(self._one(arg), ctx, scope)
@@ -372,7 +361,9 @@ class _Gen:
         self.emit(f"{out} = {x} - {y} if type({x}) is float and type({y}) is float else _X._subtract({x}, {y})")
         return out
 
-    def op_add(self, arg, ctx, scope, op):
+    def _null_first(self, arg, ctx, scope, op, symbol: str, general: str):
+        """``$add``/``$multiply`` of two: null when the first is null or missing (the second is
+        then not evaluated), the float operation inline, ``_X.<general>`` for every other type."""
         a, b = self._two(arg, ctx, op)
         out = self.tmp()
         x = self.gen(a, ctx, scope)
@@ -383,24 +374,15 @@ class _Gen:
         self.emit("else:")
         self.indent()
         y = self.gen(b, ctx, scope)
-        self.emit(f"{out} = {x} + {y} if type({x}) is float and type({y}) is float else _X._add_values(({x}, {y}))")
+        self.emit(f"{out} = {x} {symbol} {y} if type({x}) is float and type({y}) is float else _X.{general}(({x}, {y}))")
         self.dedent()
         return out
 
+    def op_add(self, arg, ctx, scope, op):
+        return self._null_first(arg, ctx, scope, op, "+", "_add_values")
+
     def op_multiply(self, arg, ctx, scope, op):
-        a, b = self._two(arg, ctx, op)
-        out = self.tmp()
-        x = self.gen(a, ctx, scope)
-        self.emit(f"if {x} is None or {x} is MISSING:")
-        self.indent()
-        self.emit(f"{out} = None")
-        self.dedent()
-        self.emit("else:")
-        self.indent()
-        y = self.gen(b, ctx, scope)
-        self.emit(f"{out} = {x} * {y} if type({x}) is float and type({y}) is float else _X._mul_values(({x}, {y}))")
-        self.dedent()
-        return out
+        return self._null_first(arg, ctx, scope, op, "*", "_mul_values")
 
     def op_divide(self, arg, ctx, scope, op):
         a, b = self._two(arg, ctx, op)
@@ -550,11 +532,11 @@ class _Gen:
         err = self.const(X.compile_expression({op: what}, X.Ctx({"a"})))
         return arr, err
 
-    def op_filter(self, arg, ctx, scope, op):
-        if "limit" in arg:
-            raise _Unsupported
+    def _over_list(self, arg, ctx, scope, op, what, item):
+        """``[]`` filled by ``item(out, loc, ctx, scope)`` for each element of ``arg["input"]`` (bound
+        to ``$$<as>``); an input that is not a list raises the interpreter's error for ``what``."""
         name = arg.get("as", "this")
-        arr, err = self._loop_input(arg["input"], ctx, scope, op, {"input": "$$a", "cond": True})
+        arr, err = self._loop_input(arg["input"], ctx, scope, op, what)
         out = self.tmp()
         loc = self.tmp("v")
         self.emit(f"if type({arr}) is not list:")
@@ -566,34 +548,28 @@ class _Gen:
         self.emit(f"{out} = []")
         self.emit(f"for {loc} in {arr}:")
         self.indent()
-        c = self.gen(arg["cond"], ctx.with_vars([name]), {**scope, name: loc})
-        self.emit(f"if {self.truth(c)}:")
-        self.indent()
-        self.emit(f"{out}.append({loc})")
-        self.dedent()
+        item(out, loc, ctx.with_vars([name]), {**scope, name: loc})
         self.dedent()
         self.dedent()
         return out
 
+    def op_filter(self, arg, ctx, scope, op):
+        if "limit" in arg:
+            raise _Unsupported
+
+        def keep_if(out, loc, ictx, iscope):
+            c = self.gen(arg["cond"], ictx, iscope)
+            self.emit(f"if {self.truth(c)}:")
+            self.indent()
+            self.emit(f"{out}.append({loc})")
+            self.dedent()
+        return self._over_list(arg, ctx, scope, op, {"input": "$$a", "cond": True}, keep_if)
+
     def op_map(self, arg, ctx, scope, op):
-        name = arg.get("as", "this")
-        arr, err = self._loop_input(arg["input"], ctx, scope, op, {"input": "$$a", "in": 1})
-        out = self.tmp()
-        loc = self.tmp("v")
-        self.emit(f"if type({arr}) is not list:")
-        self.indent()
-        self.emit(f"{out} = {err}(None, {{'a': {arr}}})")
-        self.dedent()
-        self.emit("else:")
-        self.indent()
-        self.emit(f"{out} = []")
-        self.emit(f"for {loc} in {arr}:")
-        self.indent()
-        r = self.gen(arg["in"], ctx.with_vars([name]), {**scope, name: loc})
-        self.emit(f"{out}.append(None if {r} is MISSING else {r})")
-        self.dedent()
-        self.dedent()
-        return out
+        def mapped(out, loc, ictx, iscope):
+            r = self.gen(arg["in"], ictx, iscope)
+            self.emit(f"{out}.append(None if {r} is MISSING else {r})")
+        return self._over_list(arg, ctx, scope, op, {"input": "$$a", "in": 1}, mapped)
 
     def op_reduce(self, arg, ctx, scope, op):
         arr, err = self._loop_input(arg["input"], ctx, scope, op, {"input": "$$a", "initialValue": 0, "in": 1})

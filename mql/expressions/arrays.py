@@ -117,12 +117,19 @@ def _c_reduce(spec, ctx, op):
     return reduce_
 
 
-def _array_or_null(op, v, msg, code):
-    if type(v) is list:
-        return v
-    if _nullish(v):
-        return None
-    raise _err(msg.format(t=type_name(v), v=fmt(v)), code)
+def _on_array(op, spec, ctx, on_list, msg: str, code: int, null_ok: bool = True):
+    """A one-argument array operator: ``on_list(array)``; null or missing gives null where
+    ``null_ok``, anything else raises ``msg`` (``{t}``: the argument's type) with ``code``."""
+    (a,) = _args(op, spec, ctx, 1)
+
+    def f(doc, vars):
+        arr = a(doc, vars)
+        if type(arr) is list:
+            return on_list(arr)
+        if null_ok and _nullish(arr):
+            return None
+        raise _err(msg.format(t=type_name(arr)), code)
+    return _fold(f, [a])
 
 
 def _c_array_elem_at(spec, ctx, op):
@@ -152,30 +159,14 @@ def _c_array_elem_at(spec, ctx, op):
 
 def _c_first_last(first):
     def comp(spec, ctx, op):
-        (a,) = _args(op, spec, ctx, 1)
-
-        def f(doc, vars):
-            arr = a(doc, vars)
-            if type(arr) is list:
-                if not arr:
-                    return MISSING
-                return arr[0] if first else arr[-1]
-            if _nullish(arr):
-                return None
-            raise _err(f"{op}'s argument must be an array, but is {type_name(arr)}", 28689)
-        return _fold(f, [a])
+        return _on_array(op, spec, ctx, lambda arr: (arr[0] if first else arr[-1]) if arr else MISSING,
+                         f"{op}'s argument must be an array, but is {{t}}", 28689)
     return comp
 
 
 def _c_size(spec, ctx, op):
-    (a,) = _args(op, spec, ctx, 1)
-
-    def size(doc, vars):
-        arr = a(doc, vars)
-        if type(arr) is list:
-            return len(arr)
-        raise _err(f"The argument to $size must be an array. Type of the argument was: {type_name(arr)}", 17124)
-    return _fold(size, [a])
+    return _on_array(op, spec, ctx, len, "The argument to $size must be an array. Type of the argument was: {t}", 17124,
+                     null_ok=False)
 
 
 def _c_slice(spec, ctx, op):
@@ -302,36 +293,14 @@ def _c_is_array(spec, ctx, op):
 
 def _c_any_all(any_):
     def comp(spec, ctx, op):
-        (a,) = _args(op, spec, ctx, 1)
-
-        def f(doc, vars):
-            arr = a(doc, vars)
-            if type(arr) is not list:
-                raise _err(f"{op}'s argument must be an array, but is {type_name(arr)}", 5159200)
-            if any_:
-                for e in arr:
-                    if truthy(e):
-                        return True
-                return False
-            for e in arr:
-                if not truthy(e):
-                    return False
-            return True
-        return _fold(f, [a])
+        test = (lambda arr: any(truthy(e) for e in arr)) if any_ else (lambda arr: all(truthy(e) for e in arr))
+        return _on_array(op, spec, ctx, test, f"{op}'s argument must be an array, but is {{t}}", 5159200, null_ok=False)
     return comp
 
 
 def _c_reverse_array(spec, ctx, op):
-    (a,) = _args(op, spec, ctx, 1)
-
-    def f(doc, vars):
-        arr = a(doc, vars)
-        if type(arr) is list:
-            return arr[::-1]
-        if _nullish(arr):
-            return None
-        raise _err(f"The argument to $reverseArray must be an array, but was of type: {type_name(arr)}", 34435)
-    return _fold(f, [a])
+    return _on_array(op, spec, ctx, lambda arr: arr[::-1],
+                     "The argument to $reverseArray must be an array, but was of type: {t}", 34435)
 
 
 def _c_range(spec, ctx, op):

@@ -5,7 +5,7 @@ FITS of each stamp and the alert's raw JSON to download.
 Each stamp is a small PNG (its own pixels, scaled up by the browser without smoothing) in one HTML
 pane: the page's server time is mostly turning Bokeh models into the document patch, and a Bokeh
 figure per stamp was ~26 models (axes, grids, ranges, renderer...) against one (profiled
-2026-12-03); three HoloViews images had cost 165 ms per page load before that. A new stretch,
+2026-12-02); three HoloViews images had cost 165 ms per page load before that. A new stretch,
 interval or colour map re-renders the three PNGs (~1 ms each)."""
 
 from __future__ import annotations

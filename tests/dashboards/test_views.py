@@ -55,3 +55,31 @@ def test_labels_as_rows():
     df = labels_frame({"human_labels": {"b": 0.5, "a": 1.0}})
     assert df.to_dict("records") == [{"label": "a", "value": 1.0}, {"label": "b", "value": 0.5}]
     assert labels_frame(None).empty and list(labels_frame(None).columns) == ["label", "value"]
+
+
+def test_cross_matches_with_separations_nearest_first_as_escaped_html():
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+
+    from dashboards.pages.object import crossmatch_frames, small_table
+
+    ra, dec = 46.997375, 9.367935  # ZTF17aadcvhq
+    here = SkyCoord(ra * u.deg, dec * u.deg)
+    far = here.directional_offset_by(30 * u.deg, 2.5 * u.arcsec)
+    near = here.directional_offset_by(200 * u.deg, 0.8 * u.arcsec)
+    aux = {"cross_matches": {
+        "Gaia_EDR3": [
+            {"_id": "far", "ra": far.ra.deg, "dec": far.dec.deg, "phot_g_mean_mag": 18.2},
+            # a catalog position given only as GeoJSON (longitude = RA - 180)
+            {"_id": "<b>near</b>", "coordinates": {"radec_geojson": {"coordinates": [near.ra.deg - 180, near.dec.deg]}},
+             "nested": {"left": "out"}},
+        ],
+        "empty": [],
+    }}
+    frames = crossmatch_frames(aux, ra, dec)
+    assert list(frames) == ["Gaia_EDR3"]
+    df = frames["Gaia_EDR3"]
+    assert list(df["_id"]) == ["<b>near</b>", "far"] and "nested" not in df
+    assert df["separation_arcsec"].tolist() == pytest.approx([0.8, 2.5], abs=1e-3)
+    html = small_table(df).object
+    assert "&lt;b&gt;near&lt;/b&gt;" in html and "<b>near" not in html and "separation_arcsec" in html

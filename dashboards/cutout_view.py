@@ -55,7 +55,7 @@ def alert_json(client, catalog: str, candid: int) -> bytes:
 
 
 def cutout_html(which: str, png: bytes | None = None) -> str:
-    """A titled 260 px square showing ``png`` pixel for pixel (an empty square before it is known)."""
+    """A titled image ``SIZE`` px wide showing ``png``'s pixels unsmoothed (a grey square before it is known)."""
     img = (f'<img class="kw-cutout-img kw-cutout-img-{which}" alt="{which}" width="{SIZE}" style="image-rendering:'
            f'pixelated;display:block" src="data:image/png;base64,{base64.b64encode(png).decode()}">' if png else
            f'<div style="width:{SIZE}px;height:{SIZE}px;background:#eee"></div>')

@@ -77,15 +77,15 @@ def crossmatch_frames(aux: dict, ra: float, dec: float) -> dict[str, pd.DataFram
     return out
 
 
-def small_table(df: pd.DataFrame, **kw) -> pn.pane.HTML:
-    """A few rows (scores, a catalog's matches) as a plain HTML table: one Bokeh model where a
-    Tabulator is 3 per column and 4 more, and the page's server time goes mostly to its models."""
-    return pn.pane.HTML(df.to_html(index=False, border=0, na_rep="", float_format=lambda v: f"{v:.4g}"),
-                        stylesheets=[SMALL_TABLE_CSS], **kw)
-
-
 SMALL_TABLE_CSS = ("table { border-collapse: collapse; font-size: 13px } th, td { padding: 3px 10px; text-align: left;"
                    " border-bottom: 1px solid #ddd }")
+
+
+def small_table(df: pd.DataFrame, **kw) -> pn.pane.HTML:
+    """A few rows (scores, a catalog's matches) as a plain HTML table (escaped): one Bokeh model
+    where a Tabulator is 3 per column and 4 more, and the page's server time goes mostly to its models."""
+    return pn.pane.HTML(df.to_html(index=False, border=0, na_rep="", float_format=lambda v: f"{v:.4g}"),
+                        stylesheets=[SMALL_TABLE_CSS], **kw)
 
 
 def table(df: pd.DataFrame, **kw) -> pn.widgets.Tabulator:
@@ -180,7 +180,8 @@ def render(session, survey: str, name: str, body: pn.Column) -> None:
                else pn.pane.Markdown("No cross-matches stored for this object."))
     body.extend([
         summary,
-        pn.Row(cutouts.view, pn.Column(pn.pane.Markdown("### ML scores (latest alert)"), small_table(scores_frame(latest), width=380, css_classes=["kw-scores"]),
+        pn.Row(cutouts.view, pn.Column(pn.pane.Markdown("### ML scores (latest alert)"),
+                                       small_table(scores_frame(latest), width=380, css_classes=["kw-scores"]),
                                        labels.view)),
         pn.Column(pn.pane.Markdown("### Light curve"), mode, lc_pane, lc_note),
         pn.pane.Markdown("### Cross-matches"), xm_view,

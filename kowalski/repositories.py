@@ -7,10 +7,11 @@ cross-match catalogs, and whatever a user's query names). The broker and the CLI
 the synchronous database (``db.get_db``), the API on its asynchronous one: every method is one
 driver call, so on a synchronous database it returns the result and on an asynchronous one an
 awaitable of it (PyMongo's two APIs share method names, ``to_list`` included). Indexes stay in
-``kowalski/db.py`` (``ensure_system``, ``ensure_outbox_indexes``), the one place that makes them.
+``kowalski/db.py`` (``ensure_system``, ``ensure_outbox_indexes``, ``ensure_positions_index``),
+the one place that makes them.
 
-A method whose answer is a cursor (``aggregate``, ``scan_raw``) returns it as the driver does
-(awaited first on the asynchronous database).
+A method whose answer is a cursor (``Catalogs.aggregate``, ``info``, ``scan_raw``) returns it as
+the driver does (awaited first on the asynchronous database; ``scan_raw`` is the broker's only).
 """
 
 from __future__ import annotations

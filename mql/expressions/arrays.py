@@ -7,22 +7,14 @@ import functools
 from ..bson_order import MISSING, compare, fmt, truthy, type_name
 from ..paths import split_path
 from .accumulators import ARRAY_ACCUMULATORS
-from .base import _args, _cerr, _err, _fold, _is_const, check_user_var_name, compile_expression
+from .base import _args, _cerr, _err, _fold, _is_const, _object_argument, check_user_var_name, compile_expression
 from .numbers import _INT32_MAX, _INT32_MIN, _as_int, _is_integral, _kind, _nullish
 
 
 # --- arrays -----------------------------------------------------------------------------------
 
 def _c_map(spec, ctx, op):
-    if not isinstance(spec, dict):
-        raise _cerr("$map only supports an object as its argument", op)
-    for k in spec:
-        if k not in ("input", "as", "in"):
-            raise _cerr(f"Unrecognized parameter to $map: {k}", op)
-    if "input" not in spec:
-        raise _cerr("Missing 'input' parameter to $map", op)
-    if "in" not in spec:
-        raise _cerr("Missing 'in' parameter to $map", op)
+    _object_argument(spec, op, ("input", "as", "in"), ("input", "in"))
     name = spec.get("as", "this")
     check_user_var_name(name, op)
     inp = compile_expression(spec["input"], ctx)
@@ -45,15 +37,7 @@ def _c_map(spec, ctx, op):
 
 
 def _c_filter(spec, ctx, op):
-    if not isinstance(spec, dict):
-        raise _cerr("$filter only supports an object as its argument", op)
-    for k in spec:
-        if k not in ("input", "as", "cond", "limit"):
-            raise _cerr(f"Unrecognized parameter to $filter: {k}", op)
-    if "input" not in spec:
-        raise _cerr("Missing 'input' parameter to $filter", op)
-    if "cond" not in spec:
-        raise _cerr("Missing 'cond' parameter to $filter", op)
+    _object_argument(spec, op, ("input", "as", "cond", "limit"), ("input", "cond"))
     name = spec.get("as", "this")
     check_user_var_name(name, op)
     inp = compile_expression(spec["input"], ctx)
@@ -89,14 +73,7 @@ def _c_filter(spec, ctx, op):
 
 
 def _c_reduce(spec, ctx, op):
-    if not isinstance(spec, dict):
-        raise _cerr("$reduce only supports an object as its argument", op)
-    for k in spec:
-        if k not in ("input", "initialValue", "in"):
-            raise _cerr(f"Unrecognized parameter to $reduce: {k}", op)
-    for k in ("input", "initialValue", "in"):
-        if k not in spec:
-            raise _cerr(f"Missing '{k}' parameter to $reduce", op)
+    _object_argument(spec, op, ("input", "initialValue", "in"), ("input", "initialValue", "in"))
     inp = compile_expression(spec["input"], ctx)
     init = compile_expression(spec["initialValue"], ctx)
     body = compile_expression(spec["in"], ctx.with_vars(["this", "value"]))

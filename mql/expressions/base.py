@@ -249,6 +249,19 @@ def _args(op, spec, ctx, nmin, nmax=-1):
     return [compile_expression(x, ctx) for x in items]
 
 
+def _object_argument(spec, op: str, allowed: tuple, required: tuple) -> None:
+    """An operator's argument in object form (``$map``, ``$filter``, ``$let``, ...): only ``allowed``
+    keys and every ``required`` one, refused with MongoDB's messages in MongoDB's order."""
+    if not isinstance(spec, dict):
+        raise _cerr(f"{op} only supports an object as its argument", op)
+    for k in spec:
+        if k not in allowed:
+            raise _cerr(f"Unrecognized parameter to {op}: {k}", op)
+    for k in required:
+        if k not in spec:
+            raise _cerr(f"Missing '{k}' parameter to {op}", op)
+
+
 def _unary(fn, fold=True):
     def comp(spec, ctx, op):
         (a,) = _args(op, spec, ctx, 1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..bson_order import MISSING, truthy
-from .base import _args, _cerr, _const, _err, _fold, check_user_var_name, compile_expression
+from .base import _args, _cerr, _const, _err, _fold, _object_argument, check_user_var_name, compile_expression
 
 
 # --- boolean ----------------------------------------------------------------------------------
@@ -64,12 +64,7 @@ def _c_not(spec, ctx, op):
 
 def _c_cond(spec, ctx, op):
     if isinstance(spec, dict):
-        for k in spec:
-            if k not in ("if", "then", "else"):
-                raise _cerr(f"Unrecognized parameter to $cond: {k}", op)
-        for k in ("if", "then", "else"):
-            if k not in spec:
-                raise _cerr(f"Missing '{k}' parameter to $cond", op)
+        _object_argument(spec, op, ("if", "then", "else"), ("if", "then", "else"))
         c, t, e = (compile_expression(spec[k], ctx) for k in ("if", "then", "else"))
     else:
         c, t, e = _args(op, spec, ctx, 3)
@@ -132,15 +127,7 @@ def _c_switch(spec, ctx, op):
 # --- variables --------------------------------------------------------------------------------
 
 def _c_let(spec, ctx, op):
-    if not isinstance(spec, dict):
-        raise _cerr("$let only supports an object as its argument", op)
-    for k in spec:
-        if k not in ("vars", "in"):
-            raise _cerr(f"Unrecognized parameter to $let: {k}", op)
-    if "vars" not in spec:
-        raise _cerr("Missing 'vars' parameter to $let", op)
-    if "in" not in spec:
-        raise _cerr("Missing 'in' parameter to $let", op)
+    _object_argument(spec, op, ("vars", "in"), ("vars", "in"))
     if not isinstance(spec["vars"], dict):
         raise _cerr("invalid parameter: expected an object (vars)", op)
     defs = []

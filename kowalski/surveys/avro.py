@@ -1,7 +1,7 @@
 """Avro Object Container Files, as most surveys send them (one file per Kafka message).
 
-fastavro reads them; writer schemas that fastavro rejects only for invalid ``"default": null``
-declarations (TURBO's) are repaired in the header, the data blocks kept byte for byte.
+fastavro reads them; writer schemas are parsed once per process, and those that fastavro rejects
+only for invalid ``"default": null`` declarations (TURBO's) are repaired before parsing.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import zlib
 from typing import Any
 
 import fastavro
@@ -18,22 +19,31 @@ from kowalski.errors import AlertError
 
 AVRO_MAGIC = b"Obj\x01"
 _HEADER = fastavro.parse_schema(HEADER_SCHEMA)
-_repaired: dict[bytes, bytes] = {}  # original schema JSON -> repaired schema JSON
 _lock = threading.Lock()
 
 
 def read_container(data: bytes) -> list[dict]:
-    """All records of an Avro Object Container File (any codec fastavro knows)."""
+    """All records of an Avro Object Container File (any codec fastavro knows).
+
+    Hot path: ``fastavro.reader`` parses the container's writer schema on every message, 0.29 of
+    the 1.41 ms a ZTF alert takes to decode (profiled, 2026-12). Every message of a survey carries
+    the same few schemas, so this reads the header with fastavro, parses each distinct schema once
+    (:func:`writer_schema`) and decodes the blocks' records with ``fastavro.schemaless_reader``.
+    Codecs other than null and deflate go through ``fastavro.reader``.
+    """
     if data[:4] != AVRO_MAGIC:
         raise AlertError(f"not an Avro container file: starts with {data[:8]!r}, expected {AVRO_MAGIC!r}")
+    buf = io.BytesIO(data)
     try:
-        reader = fastavro.reader(io.BytesIO(data))
-    except fastavro.schema.SchemaParseException as exc:
-        reader = _reader_with_repaired_schema(data, exc)
+        header = fastavro.schemaless_reader(buf, _HEADER)
     except Exception as exc:
         raise AlertError(f"not an Avro container file: unreadable header ({type(exc).__name__}: {exc})") from None
+    schema = writer_schema(header["meta"].get("avro.schema", b""))
+    codec = header["meta"].get("avro.codec", b"null")
+    if codec not in _BLOCK_DECOMPRESSORS:
+        return _read_with_fastavro(data)
     try:
-        records = list(reader)
+        records = list(_records(buf, schema, _BLOCK_DECOMPRESSORS[codec], header["sync"]))
     except Exception as exc:
         raise AlertError(f"truncated or corrupt Avro container ({type(exc).__name__}: {exc})") from None
     if not records:
@@ -41,39 +51,71 @@ def read_container(data: bytes) -> list[dict]:
     return records
 
 
-def _reader_with_repaired_schema(data: bytes, error: Exception):
-    """Re-read a container whose writer schema fastavro rejects because of invalid defaults.
+_BLOCK_DECOMPRESSORS = {b"null": bytes, b"deflate": lambda block: zlib.decompress(block, -15)}
 
-    Some producers (TURBO) write ``"default": null`` on non-nullable fields. Defaults only matter
-    when a *reader* schema adds a field, never to decode data with its writer schema, so dropping
-    the invalid ones changes nothing about the data. The header is rewritten with the repaired
-    schema and the data blocks are kept byte for byte.
+
+def _records(buf: io.BytesIO, schema: dict, decompress, sync: bytes):
+    """The records of the data blocks after the header: count, size, data, sync marker each."""
+    end = len(buf.getbuffer())
+    while buf.tell() < end:
+        count = fastavro.schemaless_reader(buf, "long")
+        size = fastavro.schemaless_reader(buf, "long")
+        block = buf.read(size)
+        if len(block) != size or count < 0:
+            raise EOFError(f"block of {count} records and {size} bytes cut short")
+        if buf.read(16) != sync:
+            raise ValueError("expected sync marker not found")
+        records = io.BytesIO(decompress(block))
+        for _ in range(count):
+            yield fastavro.schemaless_reader(records, schema)
+
+
+def _read_with_fastavro(data: bytes) -> list[dict]:
+    try:
+        records = list(fastavro.reader(io.BytesIO(data)))
+    except Exception as exc:
+        raise AlertError(f"truncated or corrupt Avro container ({type(exc).__name__}: {exc})") from None
+    if not records:
+        raise AlertError("Avro container holds no records")
+    return records
+
+
+_parsed: dict[bytes, dict] = {}  # writer schema JSON (as in the header) -> fastavro's parsed schema
+
+
+def writer_schema(text: bytes) -> dict:
+    """A container's writer schema, parsed once per process.
+
+    Some producers (TURBO) write ``"default": null`` on non-nullable fields, which fastavro
+    rejects. Defaults only matter when a *reader* schema adds a field, never to decode data with
+    its writer schema, so the invalid ones are dropped and the data read as written.
     """
-    buf = io.BytesIO(data)
+    parsed = _parsed.get(text)
+    if parsed is not None:
+        return parsed
     try:
-        header = fastavro.schemaless_reader(buf, _HEADER)
-    except Exception as exc:
-        raise AlertError(f"not an Avro container file: unreadable header ({type(exc).__name__}: {exc})") from None
-    original = header["meta"].get("avro.schema", b"")
-    fixed = _repaired.get(original)
-    if fixed is None:
-        try:
-            schema = json.loads(original)
-        except ValueError as exc:
-            raise AlertError(f"invalid writer schema: not JSON ({exc})") from None
+        schema = json.loads(text)
+    except ValueError as exc:
+        raise AlertError(f"invalid writer schema: not JSON ({exc})") from None
+    try:
+        parsed = fastavro.parse_schema(json.loads(text))
+    except fastavro.schema.SchemaParseException as exc:
         if not _drop_invalid_defaults(schema):
-            raise AlertError(f"invalid writer schema: {error}") from None
-        fixed = json.dumps(schema).encode()
-        with _lock:
-            _repaired[original] = fixed
-    out = io.BytesIO()
-    fastavro.schemaless_writer(out, _HEADER, {**header, "meta": {**header["meta"], "avro.schema": fixed}})
-    out.write(data[buf.tell():])
-    out.seek(0)
-    try:
-        return fastavro.reader(out)
+            raise AlertError(f"invalid writer schema: {exc}") from None
+        try:
+            parsed = fastavro.parse_schema(schema)
+        except Exception as exc2:
+            raise AlertError(f"invalid writer schema even after repairing defaults: {exc2}") from None
     except Exception as exc:
-        raise AlertError(f"invalid writer schema even after repairing defaults: {exc}") from None
+        raise AlertError(f"invalid writer schema: {type(exc).__name__}: {exc}") from None
+    with _lock:
+        if len(_parsed) >= _MAX_SCHEMAS:  # a stream of ever-new schemas must not grow memory forever
+            _parsed.clear()
+        _parsed[text] = parsed
+    return parsed
+
+
+_MAX_SCHEMAS = 256
 
 
 def _allows_null_default(ftype: Any) -> bool:

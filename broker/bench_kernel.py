@@ -8,7 +8,9 @@ thread (as on a Dask worker), so the figures are per core.
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Mapping
 
@@ -110,6 +112,39 @@ def kernel_timings(config: Mapping, n: int = 256, batch: int | None = None, repe
             out[key] = value * 1000.0 / n
     out["total"] = sum(v for k, v in out.items() if k not in ("n", "batch"))
     return out
+
+
+def unavoidable_ms(t: Mapping, config: Mapping) -> float:
+    """The kernel bound's part of the timings: decode, cutouts and the configured ZTF models."""
+    return t["decode"] + t["cutouts"] + sum(t[m] for m in config["ml"]["ztf"]["models"])
+
+
+_start: object = None  # the barrier the concurrent runs wait at, set in each pool process
+
+
+def _init(barrier) -> None:
+    global _start
+    _start = barrier
+
+
+def _timed_after_barrier(config: Mapping, n: int) -> dict:
+    kernel_timings(config, n=32, repeat=1)  # imports, models and samples loaded off the clock
+    _start.wait()
+    return kernel_timings(config, n=n)
+
+
+def concurrent_kernel_timings(config: Mapping, processes: int, n: int = 256) -> list[dict]:
+    """:func:`kernel_timings` in ``processes`` processes at once, started together.
+
+    One process alone on an idle machine overstates what the cores do when all of them are busy
+    (shared caches, memory bandwidth, the host's other tenants); this measures the kernel the way
+    the Dask workers run it.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(processes)
+    with ProcessPoolExecutor(processes, mp_context=ctx, initializer=_init, initargs=(barrier,)) as pool:
+        futures = [pool.submit(_timed_after_barrier, config, n) for _ in range(processes)]
+        return [f.result() for f in futures]
 
 
 def format_kernel_timings(t: Mapping) -> str:

@@ -317,15 +317,18 @@ class _Gen:
             c, t, e = arg
         out = self.tmp()
         x = self.gen(c, ctx, scope)
-        self.emit(f"if {self.truth(x)}:")
+        return self._if_else(out, self.truth(x), lambda: self.gen(t, ctx, scope), lambda: self.gen(e, ctx, scope))
+
+    def _if_else(self, out: str, condition: str, then, otherwise) -> str:
+        """Emit ``if condition: out = then() else: out = otherwise()``. ``then`` and ``otherwise``
+        emit their own code inside their branch (evaluated only when taken) and return an expression."""
+        self.emit(f"if {condition}:")
         self.indent()
-        y = self.gen(t, ctx, scope)
-        self.emit(f"{out} = {y}")
+        self.emit(f"{out} = {then()}")
         self.dedent()
         self.emit("else:")
         self.indent()
-        z = self.gen(e, ctx, scope)
-        self.emit(f"{out} = {z}")
+        self.emit(f"{out} = {otherwise()}")
         self.dedent()
         return out
 
@@ -372,16 +375,11 @@ class _Gen:
         a, b = self._two(arg, ctx, op)
         out = self.tmp()
         x = self.gen(a, ctx, scope)
-        self.emit(f"if {x} is None or {x} is MISSING:")
-        self.indent()
-        self.emit(f"{out} = None")
-        self.dedent()
-        self.emit("else:")
-        self.indent()
-        y = self.gen(b, ctx, scope)
-        self.emit(f"{out} = {x} {symbol} {y} if type({x}) is float and type({y}) is float else _X.{general}(({x}, {y}))")
-        self.dedent()
-        return out
+
+        def combined():
+            y = self.gen(b, ctx, scope)
+            return f"{x} {symbol} {y} if type({x}) is float and type({y}) is float else _X.{general}(({x}, {y}))"
+        return self._if_else(out, f"{x} is None or {x} is MISSING", lambda: "None", combined)
 
     def op_divide(self, arg, ctx, scope, op):
         return self._of_two(arg, ctx, scope, op, "{out} = {0} / {1} if type({0}) is float and type({1}) is float "
@@ -510,16 +508,11 @@ class _Gen:
         self.emit(f"{out} = {self.const(arg)}")
         return out
 
-    def _loop_input(self, spec_input, ctx, scope, op, what):
+    def _loop(self, spec_input, ctx, scope, op, what, start, step):
+        """``out = start()``, then ``step(out, element)`` for each element of the list ``spec_input``
+        evaluates to; a value that is not a list raises the interpreter's error for ``what``."""
         arr = self.gen(spec_input, ctx, scope)
         err = self.const(X.compile_expression({op: what}, X.Ctx({"a"})))
-        return arr, err
-
-    def _over_list(self, arg, ctx, scope, op, what, item):
-        """``[]`` filled by ``item(out, loc, ctx, scope)`` for each element of ``arg["input"]`` (bound
-        to ``$$<as>``); an input that is not a list raises the interpreter's error for ``what``."""
-        name = arg.get("as", "this")
-        arr, err = self._loop_input(arg["input"], ctx, scope, op, what)
         out = self.tmp()
         loc = self.tmp("v")
         self.emit(f"if type({arr}) is not list:")
@@ -528,13 +521,20 @@ class _Gen:
         self.dedent()
         self.emit("else:")
         self.indent()
-        self.emit(f"{out} = []")
+        self.emit(f"{out} = {start()}")
         self.emit(f"for {loc} in {arr}:")
         self.indent()
-        item(out, loc, ctx.with_vars([name]), {**scope, name: loc})
+        step(out, loc)
         self.dedent()
         self.dedent()
         return out
+
+    def _over_list(self, arg, ctx, scope, op, what, item):
+        """``[]`` filled by ``item(out, loc, ctx, scope)`` for each element of ``arg["input"]``
+        (bound to ``$$<as>``)."""
+        name = arg.get("as", "this")
+        return self._loop(arg["input"], ctx, scope, op, what, lambda: "[]",
+                          lambda out, loc: item(out, loc, ctx.with_vars([name]), {**scope, name: loc}))
 
     def op_filter(self, arg, ctx, scope, op):
         if "limit" in arg:
@@ -555,26 +555,13 @@ class _Gen:
         return self._over_list(arg, ctx, scope, op, {"input": "$$a", "in": 1}, mapped)
 
     def op_reduce(self, arg, ctx, scope, op):
-        arr, err = self._loop_input(arg["input"], ctx, scope, op, {"input": "$$a", "initialValue": 0, "in": 1})
-        out = self.tmp()
-        this = self.tmp("v")
-        self.emit(f"if type({arr}) is not list:")
-        self.indent()
-        self.emit(f"{out} = {err}(None, {{'a': {arr}}})")
-        self.dedent()
-        self.emit("else:")
-        self.indent()
-        init = self.gen(arg["initialValue"], ctx, scope)
-        self.emit(f"{out} = {init}")
-        self.emit(f"for {this} in {arr}:")
-        self.indent()
-        acc = self.tmp("v")
-        self.emit(f"{acc} = {out}")
-        r = self.gen(arg["in"], ctx.with_vars(["this", "value"]), {**scope, "this": this, "value": acc})
-        self.emit(f"{out} = {r}")
-        self.dedent()
-        self.dedent()
-        return out
+        def step(out, this):
+            acc = self.tmp("v")
+            self.emit(f"{acc} = {out}")
+            r = self.gen(arg["in"], ctx.with_vars(["this", "value"]), {**scope, "this": this, "value": acc})
+            self.emit(f"{out} = {r}")
+        return self._loop(arg["input"], ctx, scope, op, {"input": "$$a", "initialValue": 0, "in": 1},
+                          lambda: self.gen(arg["initialValue"], ctx, scope), step)
 
     def op_let(self, arg, ctx, scope, op):
         defs = arg["vars"]

@@ -130,12 +130,7 @@ def _parse_projection(spec, ctx: Ctx, stage: str):
             state["id"] = False
             state["id_set"] = True
         set_mode("inclusion", path) if state["mode"] != "exclusion" else _raise_computed_in_exclusion(path)
-        node = root
-        for i, p in enumerate(parts[:-1]):
-            node = node.child(p, ".".join(parts[:i + 1]))
-        node.leaf(parts[-1], path)
-        node.computed[parts[-1]] = compile_expression(val, ctx)
-        node.order.append(parts[-1])
+        _add_computed(root, parts, path, val, ctx)
 
     for k, v in spec.items():
         walk([], k, v)
@@ -150,6 +145,16 @@ def _parse_projection(spec, ctx: Ctx, stage: str):
         root.excluded.add("_id")
     root.finish()
     return mode, root
+
+
+def _add_computed(root: _PNode, parts: list, path: str, val, ctx: Ctx) -> None:
+    """The computed field ``val`` at ``parts`` below ``root`` (nodes on the way made as needed)."""
+    node = root
+    for i, p in enumerate(parts[:-1]):
+        node = node.child(p, ".".join(parts[:i + 1]))
+    node.leaf(parts[-1], path)
+    node.computed[parts[-1]] = compile_expression(val, ctx)
+    node.order.append(parts[-1])
 
 
 def _raise_computed_in_exclusion(path):
@@ -171,12 +176,7 @@ def _parse_add_fields(spec, ctx: Ctx, stage: str) -> _PNode:
                     raise _cerr(f"Invalid {stage} :: caused by :: FieldPath field names may not start with '$'")
                 walk(parts, k2, v2)
             return
-        node = root
-        for i, p in enumerate(parts[:-1]):
-            node = node.child(p, ".".join(parts[:i + 1]))
-        node.leaf(parts[-1], path)
-        node.computed[parts[-1]] = compile_expression(val, ctx)
-        node.order.append(parts[-1])
+        _add_computed(root, parts, path, val, ctx)
 
     for k, v in spec.items():
         walk([], k, v)

@@ -214,19 +214,29 @@ def _c_in(spec, ctx, op):
     return _fold(in_, [a, b])
 
 
+def _arrays(fns, doc, vars, not_an_array) -> list[list] | None:
+    """Each expression's array, in order; None as soon as one is null or missing (the rest are not
+    evaluated); ``not_an_array(value)`` is raised for any other non-array."""
+    arrays = []
+    for fn in fns:
+        v = fn(doc, vars)
+        if _nullish(v):
+            return None
+        if type(v) is not list:
+            raise not_an_array(v)
+        arrays.append(v)
+    return arrays
+
+
 def _c_concat_arrays(spec, ctx, op):
     fns = _args(op, spec, ctx, 0, None)
 
+    def not_an_array(v):
+        return _err(f"$concatArrays only supports arrays, not {type_name(v)}", 28664)
+
     def f(doc, vars):
-        out = []
-        for fn in fns:
-            v = fn(doc, vars)
-            if _nullish(v):
-                return None
-            if type(v) is not list:
-                raise _err(f"$concatArrays only supports arrays, not {type_name(v)}", 28664)
-            out.extend(v)
-        return out
+        arrays = _arrays(fns, doc, vars, not_an_array)
+        return None if arrays is None else [x for a in arrays for x in a]
     return _fold(f, fns)
 
 
@@ -393,15 +403,13 @@ def _c_zip(spec, ctx, op):
         if len(defaults) != len(inputs):
             raise _cerr("defaults and inputs must have the same length", op)
 
+    def not_an_array(v):
+        return _err(f"$zip found a non-array expression in input: {fmt(v)}", 34468)
+
     def f(doc, vars):
-        arrays = []
-        for fn in inputs:
-            v = fn(doc, vars)
-            if _nullish(v):
-                return None
-            if type(v) is not list:
-                raise _err(f"$zip found a non-array expression in input: {fmt(v)}", 34468)
-            arrays.append(v)
+        arrays = _arrays(inputs, doc, vars, not_an_array)
+        if arrays is None:
+            return None
         if not arrays:
             return []
         dv = [None if (x := fn(doc, vars)) is MISSING else x for fn in defaults] if defaults else \

@@ -218,11 +218,7 @@ def _inclusion(node: _PNode, value, root, vars):
             for name in node.order:
                 f = node.computed.get(name)
                 if f is not None:
-                    v = f(root, vars)
-                    if v is MISSING:
-                        out.pop(name, None)
-                    else:
-                        out[name] = v
+                    _put(out, name, f(root, vars))
                 elif name not in out:
                     out[name] = _computed_only(ch[name], root, vars)
         return out
@@ -238,6 +234,14 @@ def _inclusion(node: _PNode, value, root, vars):
     return MISSING
 
 
+def _put(out: dict, name: str, value) -> None:
+    """``out[name] = value``; a missing value removes ``name`` instead (as MongoDB does)."""
+    if value is MISSING:
+        out.pop(name, None)
+    else:
+        out[name] = value
+
+
 def _add_fields(node: _PNode, value, root, vars):
     t = type(value)
     if t is dict or isinstance(value, dict):
@@ -246,11 +250,7 @@ def _add_fields(node: _PNode, value, root, vars):
         for name in node.order:
             f = node.computed.get(name)
             if f is not None:
-                v = f(root, vars)
-                if v is MISSING:
-                    out.pop(name, None)
-                else:
-                    out[name] = v
+                _put(out, name, f(root, vars))
             else:
                 out[name] = _add_fields(ch[name], value.get(name, MISSING), root, vars)
         return out

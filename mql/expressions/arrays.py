@@ -13,6 +13,13 @@ from .numbers import _INT32_MAX, _INT32_MIN, _as_int, _is_integral, _kind, _null
 
 # --- arrays -----------------------------------------------------------------------------------
 
+def _null_or_raise(value, error):
+    """None for a null or missing input, else raises ``error(<the value's type name>)``."""
+    if _nullish(value):
+        return None
+    raise error(type_name(value))
+
+
 def _c_map(spec, ctx, op):
     _object_argument(spec, op, ("input", "as", "in"), ("input", "in"))
     name = spec.get("as", "this")
@@ -23,9 +30,7 @@ def _c_map(spec, ctx, op):
     def map_(doc, vars):
         arr = inp(doc, vars)
         if type(arr) is not list:
-            if _nullish(arr):
-                return None
-            raise _err(f"input to $map must be an array not {type_name(arr)}", 16883)
+            return _null_or_raise(arr, lambda t: _err(f"input to $map must be an array not {t}", 16883))
         v2 = dict(vars)
         out = []
         for e in arr:
@@ -47,9 +52,7 @@ def _c_filter(spec, ctx, op):
     def filter_(doc, vars):
         arr = inp(doc, vars)
         if type(arr) is not list:
-            if _nullish(arr):
-                return None
-            raise _err(f"input to $filter must be an array not {type_name(arr)}", 28651)
+            return _null_or_raise(arr, lambda t: _err(f"input to $filter must be an array not {t}", 28651))
         n = None
         if limit is not None:
             lv = limit(doc, vars)
@@ -81,9 +84,7 @@ def _c_reduce(spec, ctx, op):
     def reduce_(doc, vars):
         arr = inp(doc, vars)
         if type(arr) is not list:
-            if _nullish(arr):
-                return None
-            raise _err(f"$reduce requires that 'input' be an array, found: {type_name(arr)}", 40080)
+            return _null_or_raise(arr, lambda t: _err(f"$reduce requires that 'input' be an array, found: {t}", 40080))
         acc = init(doc, vars)
         v2 = dict(vars)
         for e in arr:

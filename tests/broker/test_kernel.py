@@ -233,7 +233,7 @@ def test_turbo_schema_is_repaired():
 
 def test_containers_read_as_fastavro_reads_them():
     """The schema-caching reader gives fastavro's records for every real container, for deflate
-    and many-block containers, and falls back to fastavro for other codecs."""
+    and many-block containers, bzip2 and xz; an unknown codec is refused by name."""
     for folder in ("ztf_alerts", "pgir_alerts", "wntr_alerts"):
         files = sorted(shared_data("alerts", "kowalski", folder).rglob("*.avro"))
         assert files, folder
@@ -245,7 +245,7 @@ def test_containers_read_as_fastavro_reads_them():
     reader = fastavro.reader(io.BytesIO(data))
     schema, (record,) = reader.writer_schema, list(reader)
     copies = [{**record, "candid": record["candid"] + k} for k in range(5)]
-    for codec, sync_interval in (("deflate", 16000), ("null", 1), ("bzip2", 16000)):
+    for codec, sync_interval in (("deflate", 16000), ("null", 1), ("bzip2", 16000), ("xz", 16000)):
         out = io.BytesIO()
         fastavro.writer(out, schema, copies, codec=codec, sync_interval=sync_interval)
         assert [r["candid"] for r in read_container(out.getvalue())] == [r["candid"] for r in copies], codec
@@ -255,6 +255,11 @@ def test_containers_read_as_fastavro_reads_them():
     broken[-1] ^= 0xFF  # the last block's sync marker
     with pytest.raises(AlertError, match="truncated or corrupt Avro container.*sync marker"):
         read_container(bytes(broken))
+    out = io.BytesIO()
+    fastavro.writer(out, schema, copies)
+    assert out.getvalue().count(b"avro.codec\x08null") == 1  # the header's codec entry: 4 bytes
+    with pytest.raises(AlertError, match="unsupported Avro codec 'lzzz'"):
+        read_container(out.getvalue().replace(b"avro.codec\x08null", b"avro.codec\x08lzzz"))
     out = io.BytesIO()
     fastavro.writer(out, schema, [])
     with pytest.raises(AlertError, match="holds no records"):

@@ -101,18 +101,54 @@ class _Run:
         self.thread.join(120)
 
 
+def _process_pids(config, broker: AlertBroker) -> dict[str, list[int]]:
+    """The processes an alert costs CPU in: this one (the broker's threads and the Dask
+    scheduler), the Dask workers, and the database and Kafka when `kowalski up` runs them here."""
+    from kowalski.services import get_service
+
+    pids = {"workers": sorted(broker.client.run(os.getpid).values()), "broker": [os.getpid()]}
+    for name in ("database", "kafka"):
+        svc = get_service(config, name)
+        pid = svc.pid() if svc.embedded else None
+        if pid:
+            pids[name] = [pid]
+    return pids
+
+
+def _cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
+    """User + system CPU seconds each group of processes has used so far (all its threads)."""
+    import psutil
+
+    out = {}
+    for name, group in pids.items():
+        total = 0.0
+        for pid in group:
+            try:
+                t = psutil.Process(pid).cpu_times()
+            except psutil.Error:  # a process that went away: its share is unknown, not zero
+                total = float("nan")
+                break
+            total += t.user + t.system
+        out[name] = total
+    return out
+
+
 def _measure(config, payloads, write: bool, warmup: list[bytes]) -> dict:
     """Throughput on a backlog: warm-up and measured alerts are in Kafka before the broker
     starts (so producing them costs the measurement nothing); the clock runs from the last
-    warm-up alert processed (models loaded, catalogs open) to the last measured one."""
+    warm-up alert processed (models loaded, catalogs open) to the last measured one. Also the
+    CPU each process used per alert over the same span."""
     run = _Run(config, write, "w" if write else "n", backlog=warmup + payloads)
     try:
         run.wait(len(warmup), poll=0.01)
+        pids = _process_pids(run.broker.config, run.broker)
+        cpu0 = _cpu_seconds(pids)
         t0 = time.monotonic()
         before = run.broker.stats.snapshot()["surveys"]["ztf"]
         lat_before = len(run.broker.stats.latencies)
         run.wait(len(warmup) + len(payloads), poll=0.01)
         secs = time.monotonic() - t0
+        cpu1 = _cpu_seconds(pids)
         after = run.broker.stats.snapshot()["surveys"]["ztf"]
     finally:
         run.stop()
@@ -121,9 +157,18 @@ def _measure(config, payloads, write: bool, warmup: list[bytes]) -> dict:
     for k, v in after["ms_per_alert"].items():
         total_ms = v * after["messages"] - before["ms_per_alert"].get(k, 0) * before["messages"]
         stage[k] = total_ms / n
-    return {"alerts": n, "seconds": secs, "rate": n / secs, "stage_ms": stage,
+    cpu_ms = {name: (cpu1[name] - cpu0[name]) * 1000.0 / n for name in pids}
+    return {"alerts": n, "seconds": secs, "rate": n / secs, "stage_ms": stage, "cpu_ms": cpu_ms,
             "stored": after["stored"] - before["stored"], "failed": after["failed"] - before["failed"],
             "latencies": run.broker.stats.latencies[lat_before:]}
+
+
+def _format_cpu(r: dict) -> str:
+    """Where the cores went: CPU ms per alert by process, against what the cores offered."""
+    parts = ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_ms"].items())
+    offered = 1000.0 * os.cpu_count() / r["rate"]
+    return (f"  CPU ms per alert by process: {parts}; total {sum(r['cpu_ms'].values()):.2f} of the "
+            f"{offered:.2f} that {os.cpu_count()} cores offer per alert at this rate")
 
 
 def _measure_latency(config, payloads, rate: float) -> dict:
@@ -186,6 +231,7 @@ def bench_ingest(args) -> int:
               f"({100 * r['rate'] / bound:.0f}% of the kernel bound, {100 * r['rate'] / busy_bound:.0f}% of it with "
               f"every core busy), {r['alerts']} alerts in {r['seconds']:.1f} s")
         print("  ms per alert by stage: " + ", ".join(f"{k} {v:.2f}" for k, v in r["stage_ms"].items()))
+        print(_format_cpu(r))
     r = _measure(config, payloads, write=True, warmup=warmup)
     results["e2e"] = r
     print(f"end to end (stored): {r['rate']:.1f} alerts/s ({100 * r['rate'] / bound:.0f}% of the kernel bound, "
@@ -194,6 +240,7 @@ def bench_ingest(args) -> int:
     if args.filters:
         print(f"  filter outputs in the outbox: {db.filter_outbox(config, 'ztf').estimated_document_count()}")
     print("  ms per alert by stage: " + ", ".join(f"{k} {v:.2f}" for k, v in r["stage_ms"].items()))
+    print(_format_cpu(r))
     if args.latency_rate > 0:
         n = int(args.latency_rate * args.latency_seconds) + 32
         lp = _payloads(config, n, first_copy=500_000)  # ids unused by the throughput runs

@@ -103,10 +103,13 @@ class _Run:
 
 def _process_pids(config, broker: AlertBroker) -> dict[str, list[int]]:
     """The processes an alert costs CPU in: this one (the broker's threads and the Dask
-    scheduler), the Dask workers, and the database and Kafka when `kowalski up` runs them here."""
+    scheduler), the Dask workers of a local cluster, and the database and Kafka when `kowalski
+    up` runs them here (a remote process's pid would name some other process of this machine)."""
     from kowalski.services import get_service
 
-    pids = {"workers": sorted(broker.client.run(os.getpid).values()), "broker": [os.getpid()]}
+    pids = {"broker": [os.getpid()]}
+    if broker.cluster is not None:  # a LocalCluster: its workers are processes of this machine
+        pids = {"workers": sorted(broker.client.run(os.getpid).values()), **pids}
     for name in ("database", "kafka"):
         svc = get_service(config, name)
         pid = svc.pid() if svc.embedded else None

@@ -7,6 +7,7 @@ Runs, in a database of its own (`kowalski_bench`):
    against the bench catalogs → offsets committed;
 3. end to end: the same plus the durable writes (alerts + aux history);
 4. latency Kafka → stored at a steady rate (default 50 alerts/s).
+Runs 2 and 3 also print the CPU each process used per alert (workers, broker, database, Kafka).
 Alerts are the real ZTF samples, replicated with fresh ids (marked synthetic in the packet).
 """
 

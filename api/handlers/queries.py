@@ -100,8 +100,24 @@ def _hint(kwargs: dict):
         h = list(h.items())
     if isinstance(h, list) and h and all(isinstance(i, (list, tuple)) and len(i) == 2 and isinstance(i[0], str)
                                          for i in h):
-        return [(a, b) for a, b in h]
+        # an ordered document, the one form find, count and aggregate all take (aggregate
+        # passes its hint to the server as given, and the server refuses a list)
+        return {a: b for a, b in h}
     raise APIError(400, "kwargs.hint must be an index name or a non-empty list of [field, direction] pairs")
+
+
+def _cursor_options(base: dict, sort=None, skip=None, limit=None, hint=None) -> dict:
+    """``base`` plus the cursor options given (a zero skip or limit means none, as in MongoDB)."""
+    opts = dict(base)
+    if sort:
+        opts["sort"] = sort
+    if skip:
+        opts["skip"] = skip
+    if limit:
+        opts["limit"] = limit
+    if hint is not None:
+        opts["hint"] = hint
+    return opts
 
 
 def max_time_ms(config, kwargs: dict) -> int:
@@ -176,22 +192,12 @@ class Query:
             sort = skip = limit = hint = None
         if self.rights.kind(coll) == "aux":
             pipeline = self._aux_pipeline(coll, flt, projection, sort, skip, limit)
-            opts = {"maxTimeMS": self.mtm, "comment": self.comment}
-            if hint is not None:
-                opts["hint"] = hint
+            opts = _cursor_options({"maxTimeMS": self.mtm, "comment": self.comment}, hint=hint)
             async with self.timed():
                 cursor = await self.catalogs.aggregate(coll, pipeline, **opts)
                 return await cursor.to_list(None)
         flt = self.rights.restrict_filter(coll, flt)
-        opts = {"max_time_ms": self.mtm, "comment": self.comment}
-        if sort:
-            opts["sort"] = sort
-        if skip:
-            opts["skip"] = skip
-        if limit:
-            opts["limit"] = limit
-        if hint is not None:
-            opts["hint"] = hint
+        opts = _cursor_options({"max_time_ms": self.mtm, "comment": self.comment}, sort, skip, limit, hint)
         async with self.timed():
             return await self.catalogs.find(coll, flt, projection or None, **opts)
 
@@ -214,17 +220,12 @@ class Query:
         skip, limit, hint = _int(self.kwargs, "skip"), _int(self.kwargs, "limit"), _hint(self.kwargs)
         if self.rights.kind(coll) == "aux" and self.rights.touches_history(coll, flt):
             pipeline = self._aux_pipeline(coll, flt, None, None, skip, limit) + [{"$count": "n"}]
+            opts = _cursor_options({"maxTimeMS": self.mtm, "comment": self.comment}, hint=hint)
             async with self.timed():
-                cursor = await self.catalogs.aggregate(coll, pipeline, maxTimeMS=self.mtm, comment=self.comment)
+                cursor = await self.catalogs.aggregate(coll, pipeline, **opts)
                 res = await cursor.to_list(None)
             return res[0]["n"] if res else 0
-        opts: dict = {"maxTimeMS": self.mtm, "comment": self.comment}
-        if skip:
-            opts["skip"] = skip
-        if limit:
-            opts["limit"] = limit
-        if hint is not None:
-            opts["hint"] = hint
+        opts = _cursor_options({"maxTimeMS": self.mtm, "comment": self.comment}, skip=skip, limit=limit, hint=hint)
         async with self.timed():
             return await self.catalogs.count(coll, self.rights.restrict_filter(coll, flt), **opts)
 
@@ -250,10 +251,8 @@ class Query:
         allow = self.kwargs.get("allowDiskUse", True)
         if not isinstance(allow, bool):
             raise APIError(400, "kwargs.allowDiskUse must be true or false")
-        opts = {"maxTimeMS": self.mtm, "comment": self.comment, "allowDiskUse": allow}
-        hint = _hint(self.kwargs)
-        if hint is not None:
-            opts["hint"] = hint
+        opts = _cursor_options({"maxTimeMS": self.mtm, "comment": self.comment, "allowDiskUse": allow},
+                               hint=_hint(self.kwargs))
         async with self.timed():
             cursor = await self.catalogs.aggregate(coll, pipeline, **opts)
             return await cursor.to_list(None)

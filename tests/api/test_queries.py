@@ -188,3 +188,31 @@ def test_a_bad_hint_is_a_400_not_a_server_error(api, data, hint):
     r = api.post("/api/queries", {"query_type": "count_documents", "query": {"catalog": "ZTF_alerts", "filter": {}},
                                   "kwargs": {"hint": hint}}, token=api.admin_token)
     assert r.status_code == 400 and "kwargs.hint must be" in r.json()["message"], r.text
+
+
+@pytest.mark.parametrize("user", ["admin", "public"])
+@pytest.mark.parametrize("qt, query", [
+    ("find", {"filter": {}, "projection": {"_id": 0, "candid": 1}}),
+    ("find_one", {"filter": {}, "projection": {"_id": 0, "candid": 1}}),
+    ("count_documents", {"filter": {}}),
+    ("aggregate", {"pipeline": [{"$match": {}}, {"$project": {"_id": 0, "candid": 1}}]}),
+    ("find", {"catalog": "ZTF_alerts_aux", "filter": {}, "projection": {"_id": 1}}),
+    ("count_documents", {"catalog": "ZTF_alerts_aux", "filter": {"prv_candidates.jd": {"$gt": 0}}}),
+])
+def test_a_hint_reaches_the_database(api, data, user, qt, query):
+    """kwargs.hint is passed on by every query type that takes one, for a user whose history
+    rights turn aux queries into pipelines too: the ``_id`` index gives the same answer as no
+    hint, an index that does not exist is the database's refusal (an index given as [field,
+    direction] pairs once reached every pipeline as a list, which the server refuses)."""
+    api.add_user("hinted", "pw")  # default permissions: public data only
+    token = api.admin_token if user == "admin" else api.token("hinted", "pw")
+    body = {"query_type": qt, "query": {"catalog": "ZTF_alerts", **query}}
+    plain = api.data(body, token)
+    assert plain, "the synthetic archive has alerts the user may see"
+    hinted = api.data({**body, "kwargs": {"hint": [["_id", 1]]}}, token)
+    if qt == "find_one":  # the first document in another order may be another one
+        assert hinted is not None
+    else:  # without a sort, the index's order is the database's to choose
+        assert sorted(map(repr, hinted)) == sorted(map(repr, plain)) if isinstance(plain, list) else hinted == plain
+    r = api.post("/api/queries", {**body, "kwargs": {"hint": "no_such_index"}}, token=token)
+    assert r.status_code == 400 and "no_such_index" in r.json()["message"], r.text

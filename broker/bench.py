@@ -103,7 +103,7 @@ class _Run:
         self.thread.join(120)
 
 
-def _process_pids(config, broker: AlertBroker) -> dict[str, list[int]]:
+def _process_pids(broker: AlertBroker) -> dict[str, list[int]]:
     """The processes an alert costs CPU in: this one (the broker's threads and the Dask
     scheduler), the Dask workers of a local cluster, and the database and Kafka when `kowalski
     up` runs them here (a remote process's pid would name some other process of this machine)."""
@@ -113,7 +113,7 @@ def _process_pids(config, broker: AlertBroker) -> dict[str, list[int]]:
     if broker.cluster is not None:  # a LocalCluster: its workers are processes of this machine
         pids = {"workers": sorted(broker.client.run(os.getpid).values()), **pids}
     for name in ("database", "kafka"):
-        svc = get_service(config, name)
+        svc = get_service(broker.config, name)
         pid = svc.pid() if svc.embedded else None
         if pid:
             pids[name] = [pid]
@@ -146,7 +146,7 @@ def _measure(config, payloads, write: bool, warmup: list[bytes]) -> dict:
     run = _Run(config, write, "w" if write else "n", backlog=warmup + payloads)
     try:
         run.wait(len(warmup), poll=0.01)
-        pids = _process_pids(run.broker.config, run.broker)
+        pids = _process_pids(run.broker)
         cpu0 = _cpu_seconds(pids)
         t0 = time.monotonic()
         before = run.broker.stats.snapshot()["surveys"]["ztf"]

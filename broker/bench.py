@@ -253,7 +253,7 @@ def bench_ingest(args) -> int:
         results["latency"] = lr
         print(f"latency Kafka -> stored at {lr['rate']:.0f} alerts/s: p50 {lr['p50']:.3f} s, p95 {lr['p95']:.3f} s, "
               f"max {lr['max']:.3f} s (n={lr['n']})")
-    # the host's speed drifts (shared machines: the same kernel took 5.9-7.5 ms in one morning);
+    # the host's speed drifts (shared machines: the same kernel took 5.9-8.3 ms in one morning);
     # timing it again says whether the runs above met the machine the bound was measured on
     after = unavoidable_ms(kernel_timings(config, n=256), config)
     print(f"kernel bound after the runs: {after:.2f} ms per alert-core (before: {unavoidable:.2f}, "
